@@ -1,0 +1,1 @@
+"""Compilation and export of fused RepNeXt models: TVM, Core ML, ONNX."""

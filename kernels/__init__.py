@@ -1,0 +1,1 @@
+"""Triton GPU kernels for the fused RepNeXt depthwise token mixers."""
