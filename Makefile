@@ -1,0 +1,46 @@
+# One venv at the repo root; torch first (the CPU wheel), then the package with every extra the suite uses.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+EXTRAS := dev,triton,tvm,export,bench
+# Debian packages for the aarch64 cross build and running it under emulation.
+APT_PKGS := g++-aarch64-linux-gnu qemu-user cmake file
+
+.PHONY: setup demo test test-slow lint format bench clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q torch==2.13.0
+	$(BIN)/python -m pip install -q -e ".[$(EXTRAS)]"
+	touch $(STAMP)
+
+setup: $(STAMP)
+	@command -v aarch64-linux-gnu-g++ >/dev/null && command -v qemu-aarch64 >/dev/null \
+		&& command -v cmake >/dev/null || { \
+		if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq $(APT_PKGS); \
+		else echo "note: install $(APT_PKGS) (Debian) for the ARM cross-build tests"; fi; }
+
+demo: setup
+	$(BIN)/repnext demo
+
+lint: setup
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: setup
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+test: lint
+	$(BIN)/python -m pytest
+
+test-slow: lint
+	$(BIN)/python -m pytest -m "slow or not slow"
+
+bench: setup
+	$(BIN)/python -m pytest bench/ --benchmark-only
+
+clean:
+	rm -rf $(VENV) build .pytest_cache .ruff_cache .benchmarks

@@ -1,0 +1,26 @@
+"""Shared fixtures; Triton runs in its CPU interpreter here, since CI has no GPU."""
+
+import json
+import os
+from pathlib import Path
+
+import torch
+
+if not torch.cuda.is_available():
+    os.environ.setdefault("TRITON_INTERPRET", "1")
+
+import pytest  # noqa: E402
+
+DATA = Path(__file__).parent / "data"
+SHARED_SPEC = Path(__file__).resolve().parents[2] / "shared" / "spec" / "upstream_state_dict_keys.json"
+
+
+@pytest.fixture(scope="session")
+def upstream_keys() -> dict:
+    """Every key and shape of the authors' checkpoints, per variant (a copy of shared/spec's list)."""
+    return json.loads((DATA / "upstream_state_dict_keys.json").read_text())
+
+
+def tol(reference: torch.Tensor) -> float:
+    """The project's float32 parity bound: 1e-5 + 1e-4 * max |reference|."""
+    return 1e-5 + 1e-4 * reference.abs().max().item()
