@@ -124,3 +124,23 @@ def test_model_level_reparameterize_in_place():
         out = model.reparameterize()(x)
     assert model.fused and count_batchnorms(model) == 0
     assert (out - ref).abs().max().item() <= tol(ref)
+
+
+def test_registers_with_timm_when_present(monkeypatch):
+    import importlib.machinery
+    import sys
+    import types
+
+    from repnext_core.registry import _register_with_timm
+
+    registered = {}
+    timm = types.ModuleType("timm")
+    timm.__spec__ = importlib.machinery.ModuleSpec("timm", None)
+    models = types.ModuleType("timm.models")
+    models.register_model = lambda fn: registered.setdefault(fn.__name__, fn)
+    monkeypatch.setitem(sys.modules, "timm", timm)
+    monkeypatch.setitem(sys.modules, "timm.models", models)
+    _register_with_timm()
+    assert sorted(registered) == list_models()
+    model = registered["repnext_m0"](pretrained=False, num_classes=3, pretrained_cfg=None)
+    assert model.num_classes == 3
