@@ -11,7 +11,12 @@ from collections.abc import Sequence
 from .checkpoint import CheckpointError
 
 # Subcommands that live beside their implementation; each module exposes register(subparsers).
-PLUGINS = ("repnext_core.kernels.cli", "repnext_core.compile.tvm_cli", "repnext_core.compile.export_cli")
+PLUGINS = (
+    "repnext_core.kernels.cli",
+    "repnext_core.compile.tvm_cli",
+    "repnext_core.compile.export_cli",
+    "repnext_core.compile.device_cli",
+)
 
 
 def _info(args: argparse.Namespace) -> int:
@@ -105,6 +110,24 @@ def _demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _bench(args: argparse.Namespace) -> int:
+    import json
+
+    from .checkpoint import write_text_atomic
+    from .compile.host_bench import compare_engines, format_comparison
+
+    engines = args.engines.split(",") if args.engines else None
+    kwargs = {"engines": engines} if engines else {}
+    result = compare_engines(
+        args.model, threads=args.threads, input_size=args.input_size, repeat=args.repeat, **kwargs
+    )
+    print(format_comparison(result))
+    if args.json:
+        write_text_atomic(args.json, json.dumps(result, indent=2))
+        print(f"wrote {args.json}")
+    return 0
+
+
 def _model_arg(p: argparse.ArgumentParser) -> None:
     from .model import VARIANTS
 
@@ -163,6 +186,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--input-size", type=int, default=224)
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's own choice)")
     p.set_defaults(func=_demo)
+
+    from .compile.engines import DEFAULT_ENGINES, ENGINES
+
+    p = sub.add_parser(
+        "bench",
+        help="time every engine (torch, onnxruntime, TVM) on one variant, side by side on this CPU",
+        description="Builds each engine for the same seeded model and input, checks its output against eager "
+        "fused PyTorch, then times all of them in interleaved rounds and prints ms, speedup, GFLOP/s and the "
+        "fraction of this machine's sgemm peak measured in the same run.",
+    )
+    _model_arg(p)
+    p.add_argument(
+        "--engines",
+        help=f"comma-separated, from {','.join(ENGINES)} (default: {','.join(DEFAULT_ENGINES)})",
+    )
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--input-size", type=int, default=224)
+    p.add_argument("--repeat", type=int, default=20, help="timed rounds per engine")
+    p.add_argument("--json", help="also write the results as JSON here")
+    p.set_defaults(func=_bench)
 
     for name in PLUGINS:
         if importlib.util.find_spec(name) is not None:
