@@ -106,20 +106,6 @@ def prepare_model(model: nn.Module) -> PreparedModel:
     return PreparedModel(out.eval(), auto_fused, n_bn)
 
 
-def guess_variant(model: nn.Module) -> str | None:
-    """The published variant whose widths and depths `model` has (e.g. 'repnext_m1'), else None."""
-    from repnext_core import VARIANTS
-
-    name = getattr(model, "variant", None)
-    if isinstance(name, str):
-        return name
-    dims, depth = getattr(model, "embed_dim", None), getattr(model, "depth", None)
-    for variant, spec in VARIANTS.items():
-        if dims is not None and tuple(dims) == spec.embed_dim and tuple(depth or ()) == spec.depth:
-            return variant
-    return None
-
-
 def build_metadata(
     model: nn.Module, fmt: str, normalization: str, extra: dict[str, Any] | None, **fields: Any
 ) -> dict[str, str]:
@@ -127,7 +113,7 @@ def build_metadata(
     from repnext_core import __version__
 
     meta: dict[str, str] = {
-        "variant": guess_variant(model) or "custom",
+        "variant": getattr(model, "variant", None) or "custom",
         "checkpoint": "none (random weights)",
         "input_normalization": normalization,
         "format": fmt,

@@ -174,14 +174,19 @@ def load_checkpoint(
     return model
 
 
-def save_atomic(obj: object, path: str | os.PathLike) -> Path:
-    """torch.save to a temp file beside `path`, then rename, so an interrupted save leaves nothing."""
+def write_text_atomic(path: str | os.PathLike, text: str) -> Path:
+    """Write text through a temp file and a rename, like save_atomic."""
+    return save_atomic(text, path, writer=lambda obj, f: Path(f).write_text(obj))
+
+
+def save_atomic(obj: object, path: str | os.PathLike, writer=None) -> Path:
+    """torch.save (or `writer(obj, tmp)`) to a temp file beside `path`, then rename: never a partial file."""
     path = Path(path)
     if not path.parent.is_dir():
         raise FileNotFoundError(f"output directory {str(path.parent)!r} does not exist")
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     try:
-        torch.save(obj, tmp)
+        (writer or torch.save)(obj, tmp)
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)

@@ -136,6 +136,13 @@ class RepNeXt(nn.Module):
         else:
             self.head = Classifier(self.num_features, num_classes, distillation)
 
+    @property
+    def variant(self) -> str | None:
+        """The published variant this model's widths and depths are (e.g. 'repnext_m1'), else None."""
+        return next(
+            (n for n, v in VARIANTS.items() if (v.embed_dim, v.depth) == (self.embed_dim, self.depth)), None
+        )
+
     def forward_features(self, x: torch.Tensor) -> torch.Tensor | list[torch.Tensor]:
         """Backbone output at 1/32, or the selected stage outputs when `features_only`."""
         check_input(x, self.in_chans)
