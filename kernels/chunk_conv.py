@@ -1,0 +1,96 @@
+"""RepNeXt block token mixer in one launch: identity | 3x3 | 7x7 | 1x11 -> 11x1 over 4 channel chunks."""
+
+from __future__ import annotations
+
+import torch
+
+from . import _common as common
+from ._common import jit, tl
+from .dwconv import dw_taps, dwconv2d_reference
+from .separable import sep_taps, separable_dwconv2d_reference, separable_params
+
+
+@jit
+def _chunk_kernel(
+    x_ptr, w3_ptr, b3_ptr, w7_ptr, b7_ptr, wr_ptr, br_ptr, wc_ptr, bc_ptr, y_ptr, C, CQ, H, W, HO, WO, sxn,
+    sxc, sxh, sxw, KS: tl.constexpr, KM: tl.constexpr, KL: tl.constexpr, X_ALIGN: tl.constexpr,
+    Y_ALIGN: tl.constexpr, BLOCK_H: tl.constexpr, BLOCK_W: tl.constexpr,
+):  # fmt: skip
+    """One (n, c) plane tile; the channel's chunk picks the branch, the result lands in channel c."""
+    pid, n, c, xp, oh, ow, W, sxh = common.program_tile(x_ptr, C, W, sxn, sxc, sxh, X_ALIGN, BLOCK_H, BLOCK_W)
+    q = c // CQ  # which chunk: the branch is uniform over the program, so no warp diverges
+    cc = c - q * CQ  # channel inside the chunk, indexes that branch's weights
+    if q == 0:
+        # identity chunk: a copy, widened to fp32 and narrowed back, which is exact
+        acc = tl.load(xp + oh * sxh + ow * sxw, mask=(oh < H) & (ow < W), other=0.0).to(tl.float32)
+    elif q == 1:
+        acc, _ = dw_taps(
+            xp, w3_ptr + cc * KS * KS, w3_ptr, oh, ow, H, W, sxh, sxw, 1, KS, 0, BLOCK_H, BLOCK_W
+        )
+        acc += tl.load(b3_ptr + cc).to(tl.float32)
+    elif q == 2:
+        acc, _ = dw_taps(
+            xp, w7_ptr + cc * KM * KM, w7_ptr, oh, ow, H, W, sxh, sxw, 1, KM, 0, BLOCK_H, BLOCK_W
+        )
+        acc += tl.load(b7_ptr + cc).to(tl.float32)
+    else:
+        br = tl.load(br_ptr + cc).to(tl.float32)
+        bc = tl.load(bc_ptr + cc).to(tl.float32)
+        acc = sep_taps(
+            xp, wr_ptr + cc * KL, br, wc_ptr + cc * KL, bc, oh, ow, H, W, sxh, sxw, KL, BLOCK_H, BLOCK_W
+        )
+    common.store_tile(y_ptr, pid, acc, oh, ow, HO, WO, Y_ALIGN)
+
+
+_chunk_tuned = common.autotuned(_chunk_kernel)
+PARAM_NAMES = ("w3", "b3", "w7", "b7", "w1x11", "b1x11", "w11x1", "b11x1")
+
+
+def plan_chunk(x: torch.Tensor, *params: torch.Tensor) -> common.Launch:
+    """Check `chunk_dwconv`'s arguments (same order) and lay out its launch."""
+    common.check_input(x)
+    c = x.shape[1]
+    if c % 4:
+        raise ValueError(f"chunk_dwconv needs a channel count divisible by 4, got {c}")
+    for name, t in zip(PARAM_NAMES, params):
+        if t is None:
+            raise ValueError(f"{name} is required (the fused block token mixer has every bias)")
+    cq = c // 4
+    w3, b3, w7, b7 = params[:4]
+    ks, km = common.kernel_size(w3, "w3"), common.kernel_size(w7, "w7")
+    kl, (wr, br, wc, bc) = separable_params(x, cq, *params[4:])
+    small = {
+        "w3_ptr": common.check_param(x, w3, "w3", (cq, 1, ks, ks)),
+        "b3_ptr": common.check_param(x, b3, "b3", (cq,)),
+    }
+    mid = {
+        "w7_ptr": common.check_param(x, w7, "w7", (cq, 1, km, km)),
+        "b7_ptr": common.check_param(x, b7, "b7", (cq,)),
+    }
+    args = {**small, **mid, "wr_ptr": wr, "br_ptr": br, "wc_ptr": wc, "bc_ptr": bc, "C": c, "CQ": cq}
+    out = torch.empty_like(x, memory_format=torch.contiguous_format)
+    return common.new_launch(_chunk_kernel, _chunk_tuned, x, out, args, {"KS": ks, "KM": km, "KL": kl})
+
+
+def chunk_dwconv(
+    x: torch.Tensor,
+    w3: torch.Tensor,
+    b3: torch.Tensor,
+    w7: torch.Tensor,
+    b7: torch.Tensor,
+    w1x11: torch.Tensor,
+    b1x11: torch.Tensor,
+    w11x1: torch.Tensor,
+    b11x1: torch.Tensor,
+) -> torch.Tensor:
+    """The whole block token mixer in one launch: every chunk written straight into its channels."""
+    common.require_triton()
+    return common.launch(plan_chunk(x, w3, b3, w7, b7, w1x11, b1x11, w11x1, b11x1))
+
+
+def chunk_dwconv_reference(x: torch.Tensor, *params: torch.Tensor) -> torch.Tensor:
+    """Plain PyTorch twin of `chunk_dwconv` (same arguments): chunk, four branches in fp32, concat."""
+    w3, b3, w7, b7 = params[:4]
+    i, s, m, l = torch.chunk(x, 4, dim=1)
+    branches = (i, dwconv2d_reference(s, w3, b3), dwconv2d_reference(m, w7, b7))
+    return torch.cat((*branches, separable_dwconv2d_reference(l, *params[4:])), dim=1)
