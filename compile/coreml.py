@@ -15,7 +15,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from .atomic import atomic_output
+from repnext_core.atomic import atomic_output
+
 from .export_common import (
     IMAGENET_MEAN,
     IMAGENET_STD,

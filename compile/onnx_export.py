@@ -14,7 +14,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from .atomic import atomic_output
+from repnext_core.atomic import atomic_output
+
 from .export_common import (
     TENSOR_NORMALIZATION,
     ExportError,

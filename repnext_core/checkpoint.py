@@ -12,6 +12,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from .atomic import atomic_output
 from .model import VARIANTS
 
 StateDict = Mapping[str, torch.Tensor]
@@ -184,10 +185,6 @@ def save_atomic(obj: object, path: str | os.PathLike, writer=None) -> Path:
     path = Path(path)
     if not path.parent.is_dir():
         raise FileNotFoundError(f"output directory {str(path.parent)!r} does not exist")
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
+    with atomic_output(path) as tmp:
         (writer or torch.save)(obj, tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
     return path

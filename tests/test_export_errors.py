@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from repnext_core import count_batchnorms
-from repnext_core.compile.atomic import atomic_output, replace_path
+from repnext_core.atomic import atomic_output, replace_path
 from repnext_core.compile.export_common import ExportError, check_format, check_output_path, export_model
 from repnext_core.compile.inspect_model import detect_format, inspect_model
 from repnext_core.testing import toy_model
@@ -185,7 +185,7 @@ def test_atomic_output_requires_the_writer_to_produce_something(tmp_path):
 def test_replace_path_restores_the_old_output_if_the_final_rename_fails(tmp_path, monkeypatch):
     import os
 
-    import repnext_core.compile.atomic as atomic
+    import repnext_core.atomic as atomic
 
     dst, src = tmp_path / "m.onnx", tmp_path / "new.onnx"
     dst.write_text("old")

@@ -1,0 +1,116 @@
+"""Turn pytest-benchmark JSON from bench/test_models.py into bench/RESULTS.md and a latency plot.
+
+python bench/report.py results.json [--out bench/RESULTS.md] [--plot bench/latency.png]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections import defaultdict
+from pathlib import Path
+
+from repnext_core.table import format_table
+
+
+def load(path: str | Path) -> dict:
+    """Median ms per (variant, threads, engine), sgemm peak per thread count, and the machine info."""
+    data = json.loads(Path(path).read_text())
+    models: dict = defaultdict(dict)
+    peak: dict[int, float] = {}
+    macs: dict[str, int] = {}
+    for b in data["benchmarks"]:
+        info = b["extra_info"]
+        median = b["stats"]["median"]
+        if info.get("engine") == "sgemm":
+            peak[info["threads"]] = info["flops"] / b["stats"]["min"] / 1e9
+            continue
+        models[(info["variant"], info["threads"])][info["engine"]] = median * 1e3
+        macs[info["variant"]] = info["macs"]
+    return {"models": dict(models), "peak": peak, "macs": macs, "machine": data.get("machine_info", {})}
+
+
+def markdown(results: dict) -> str:
+    """The RESULTS.md text: the machine, then one table per variant and thread count."""
+    m = results["machine"]
+    cpu = m.get("cpu", {}).get("brand_raw") or m.get("processor") or m.get("machine", "unknown CPU")
+    lines = [
+        "# Host CPU results",
+        "",
+        f"Machine: {cpu}, {m.get('cpu', {}).get('count', '?')} logical cores, Python {m.get('python_version', '?')}.",
+        "These are this machine's numbers (shared and noisy, so compare engines within one table: they were "
+        "measured in the same run). iPhone latencies in this project are the paper's published figures, "
+        "never measured here.",
+        "",
+    ]
+    for (variant, threads), engines in sorted(results["models"].items()):
+        peak = results["peak"].get(threads, float("nan"))
+        macs = results["macs"][variant]
+        ort = engines.get("ort")
+        fused = engines.get("torch-fused")
+        rows = []
+        for name, ms in sorted(engines.items(), key=lambda kv: kv[1]):
+            gflops = 2 * macs / (ms / 1e3) / 1e9
+            rows.append(
+                [
+                    name,
+                    f"{ms:.2f}",
+                    f"{fused / ms:.2f}x" if fused else "-",
+                    f"{ort / ms:.2f}x" if ort else "-",
+                    f"{gflops:.1f}",
+                    f"{gflops / peak:.2f}",
+                ]
+            )
+        lines += [
+            f"## {variant}, batch 1, 224x224, {threads} thread(s) (sgemm peak {peak:.1f} GFLOP/s)",
+            "",
+            format_table(["engine", "median ms", "vs torch-fused", "vs ort", "GFLOP/s", "of peak"], rows),
+            "",
+        ]
+    return "\n".join(lines)
+
+
+def plot(results: dict, path: str | Path) -> None:
+    """Latency vs variant, one line per engine, one panel per thread count."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    threads = sorted({t for _, t in results["models"]})
+    variants = sorted({v for v, _ in results["models"]})
+    fig, axes = plt.subplots(1, len(threads), figsize=(6 * len(threads), 4), squeeze=False)
+    for ax, t in zip(axes[0], threads):
+        series = defaultdict(list)
+        for v in variants:
+            for engine, ms in results["models"].get((v, t), {}).items():
+                series[engine].append((variants.index(v), ms))
+        for engine, pts in sorted(series.items()):
+            ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label=engine)
+        ax.set_xticks(range(len(variants)), [v.replace("repnext_", "") for v in variants])
+        ax.set_ylabel("median latency (ms), batch 1, 224x224")
+        ax.set_title(f"{t} thread(s)")
+        ax.set_yscale("log")
+        ax.grid(True, alpha=0.3)
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("json", help="pytest-benchmark --benchmark-json output of bench/test_models.py")
+    p.add_argument("--out", default=str(Path(__file__).with_name("RESULTS.md")))
+    p.add_argument("--plot", default=str(Path(__file__).with_name("latency.png")))
+    args = p.parse_args(argv)
+    results = load(args.json)
+    if not results["models"]:
+        p.error(f"{args.json} holds no model benchmarks")
+    Path(args.out).write_text(markdown(results) + "\n")
+    plot(results, args.plot)
+    print(f"wrote {args.out} and {args.plot}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

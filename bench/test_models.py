@@ -1,0 +1,77 @@
+"""Whole-model latency per engine on this CPU (pytest-benchmark): `pytest bench/test_models.py --benchmark-only`.
+
+Every engine sees the same seeded input and its output is checked against eager fused PyTorch before it is
+timed. `bench/report.py` turns the JSON (`--benchmark-json`) into bench/RESULTS.md and a plot.
+"""
+
+import os
+import time
+
+import pytest
+import torch
+
+from repnext_core.compile.engines import ENGINES, make_engine, pin_threads
+from repnext_core.profile import count_macs
+from repnext_core.reparam import reparameterize
+from repnext_core.testing import random_model
+from repnext_core.verify import parity
+
+VARIANTS = os.environ.get("REPNEXT_BENCH_VARIANTS", "repnext_m0,repnext_m1,repnext_m4").split(",")
+THREADS = [int(t) for t in os.environ.get("REPNEXT_BENCH_THREADS", "1,2").split(",")]
+FAST_ENGINES = [e for e in ENGINES if e != "torch-compile"]
+
+_models: dict = {}
+
+
+def _setup(variant: str):
+    if variant not in _models:
+        model = random_model(variant, seed=0)
+        fused = reparameterize(model, backend="torch")
+        x = torch.randn(1, 3, 224, 224, generator=torch.Generator().manual_seed(0))
+        with torch.inference_mode():
+            ref = fused(x)
+        _models[variant] = (model, fused, x, ref, count_macs(fused))
+    return _models[variant]
+
+
+def _bench(benchmark, variant: str, engine_name: str, threads: int) -> None:
+    pin_threads(threads)
+    model, fused, x, ref, macs = _setup(variant)
+    try:
+        engine = make_engine(engine_name, variant, model, fused, x, threads)
+    except FileNotFoundError as e:  # tvm-tuned without a committed database for this variant
+        pytest.skip(str(e))
+    check = parity(ref, torch.from_numpy(engine.run()))
+    assert check.ok, f"{engine_name} differs from fused torch by {check.max_abs_diff:.2e}"
+    benchmark.group = f"{variant} {threads}t"
+    benchmark.extra_info.update(
+        variant=variant, engine=engine_name, threads=threads, macs=macs, max_abs_diff=check.max_abs_diff
+    )
+    benchmark.pedantic(engine.run, rounds=15, warmup_rounds=3, iterations=1)
+
+
+@pytest.mark.parametrize("threads", THREADS)
+def test_sgemm_peak(benchmark, threads):
+    """The machine's single-precision reference rate in this same run (1024^3 sgemm)."""
+    pin_threads(threads)
+    a, b = torch.randn(1024, 1024), torch.randn(1024, 1024)
+    benchmark.group = f"sgemm {threads}t"
+    benchmark.extra_info.update(engine="sgemm", threads=threads, flops=2 * 1024**3)
+    benchmark.pedantic(torch.mm, args=(a, b), rounds=10, warmup_rounds=2, iterations=1)
+    assert benchmark.stats.stats.min > 0
+
+
+@pytest.mark.parametrize("threads", THREADS)
+@pytest.mark.parametrize("engine_name", FAST_ENGINES)
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_model(benchmark, variant, engine_name, threads):
+    _bench(benchmark, variant, engine_name, threads)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("threads", THREADS)
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_model_torch_compile(benchmark, variant, threads):
+    t0 = time.perf_counter()
+    _bench(benchmark, variant, "torch-compile", threads)
+    benchmark.extra_info["compile_s"] = time.perf_counter() - t0

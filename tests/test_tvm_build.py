@@ -1,0 +1,141 @@
+"""TVM build path on the toy RepNeXt: host parity, artifact round trip, ARM and Apple cross builds."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+pytest.importorskip("tvm")
+
+from repnext_core import reparameterize  # noqa: E402
+from repnext_core.compile.artifact import (  # noqa: E402
+    ArtifactError,
+    ArtifactMeta,
+    VMRunner,
+    export_artifact,
+    load_artifact,
+    read_meta,
+)
+from repnext_core.compile.build import build, build_with_report  # noqa: E402
+from repnext_core.compile.relax_import import import_model, main_signature  # noqa: E402
+from repnext_core.compile.targets import resolve_target  # noqa: E402
+from repnext_core.testing import toy_model  # noqa: E402
+
+SHAPE = (1, 3, 32, 32)
+EM_AARCH64 = 183
+MACHO_64 = b"\xcf\xfa\xed\xfe"
+CPU_TYPE_ARM64 = 0x0100000C
+
+
+@pytest.fixture(scope="module")
+def toy():
+    return reparameterize(toy_model(seed=0)).eval()
+
+
+@pytest.fixture(scope="module")
+def mod(toy):
+    return import_model(toy, SHAPE)
+
+
+@pytest.fixture(scope="module")
+def x():
+    return torch.randn(SHAPE, generator=torch.Generator().manual_seed(1)).numpy()
+
+
+@pytest.fixture(scope="module")
+def host_build(mod):
+    """One untuned host build (executable and report) shared by the host tests."""
+    return build_with_report(mod, "host")
+
+
+def assert_matches_torch(out: np.ndarray, model, x: np.ndarray) -> None:
+    with torch.no_grad():
+        ref = model(torch.from_numpy(x)).numpy()
+    np.testing.assert_allclose(out, ref, rtol=1e-5, atol=1e-5 * float(np.abs(ref).max()))
+
+
+def export(mod, target: str, out_dir, exe=None, **meta):
+    spec = resolve_target(target)
+    shape, dtype, out_shape = main_signature(mod)
+    exe = exe or build(mod, spec)
+    return export_artifact(exe, out_dir, ArtifactMeta(spec, shape, dtype, out_shape, **meta))
+
+
+def test_import_signature(mod):
+    assert main_signature(mod) == (SHAPE, "float32", (1, 10))
+
+
+def test_host_build_matches_torch(toy, host_build, x):
+    exe, report = host_build
+    assert report.kernels > 0 and report.tuned_kernels == 0 and report.db is None
+    assert_matches_torch(VMRunner(exe)(x), toy, x)
+
+
+def test_artifact_round_trip_in_a_fresh_process(toy, mod, host_build, x, tmp_path):
+    out = export(mod, "host", tmp_path / "art", host_build[0], variant="toy", checkpoint_sha256="ab" * 32)
+    meta = read_meta(out)
+    assert meta["variant"] == "toy" and meta["input_shape"] == list(SHAPE) and meta["dtype"] == "float32"
+    assert meta["target"]["name"] == "host" and meta["checkpoint_sha256"] == "ab" * 32
+    assert meta["tvm_version"] and meta["tuning_db"] is None and meta["files"] == {"library": "model.so"}
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["art"]  # no temp dirs left behind
+    np.save(tmp_path / "x.npy", x)
+    code = (
+        "import sys, numpy as np; from repnext_core.compile.artifact import run_artifact; "
+        "np.save(sys.argv[2], run_artifact(sys.argv[1], np.load(sys.argv[3])))"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code, str(out), str(tmp_path / "y.npy"), str(tmp_path / "x.npy")],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert_matches_torch(np.load(tmp_path / "y.npy"), toy, x)
+    with pytest.raises(ArtifactError, match="does not match"):
+        load_artifact(out).run(x[:, :, :16])
+
+
+def test_export_replaces_an_existing_artifact_whole(mod, host_build, tmp_path):
+    out = tmp_path / "art"
+    out.mkdir()
+    (out / "stale.txt").write_text("old")
+    export(mod, "host", out, host_build[0])
+    assert sorted(p.name for p in out.iterdir()) == ["meta.json", "model.so"]
+    with pytest.raises(ArtifactError, match="not a TVM artifact"):
+        read_meta(tmp_path)
+
+
+@pytest.mark.skipif(
+    shutil.which("aarch64-linux-gnu-objdump") is None, reason="needs binutils-aarch64-linux-gnu"
+)
+@pytest.mark.parametrize("target", ["cortex-a72", "cortex-a76"])
+def test_cross_build_is_aarch64_with_neon(mod, target, tmp_path):
+    out = export(mod, target, tmp_path / target)
+    lib = (out / "model.so").read_bytes()
+    assert lib[:4] == b"\x7fELF" and int.from_bytes(lib[18:20], "little") == EM_AARCH64
+    asm = subprocess.run(
+        ["aarch64-linux-gnu-objdump", "-d", str(out / "model.so")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    ).stdout
+    assert len(re.findall(r"\bfmla\s+v\d+\.4s", asm)) > 10, "no NEON fused multiply-adds in the kernels"
+    assert json.loads((out / "meta.json").read_text())["target"]["target"]["mcpu"] == target
+    with pytest.raises(ArtifactError, match=f"built for {target} and cannot run on this machine"):
+        load_artifact(out)
+
+
+def test_apple_build_is_macho_arm64_objects(mod, tmp_path):
+    out = export(mod, "apple-arm64", tmp_path / "ios")
+    objects = read_meta(out)["files"]["objects"]
+    assert objects and all(name.endswith(".o") for name in objects)
+    for name in objects:
+        head = (out / name).read_bytes()[:8]
+        assert head[:4] == MACHO_64 and int.from_bytes(head[4:8], "little") == CPU_TYPE_ARM64, name
