@@ -72,6 +72,7 @@ def file_sha256(path: str | os.PathLike) -> str:
 def export_artifact(exe, out_dir: str | os.PathLike, meta: ArtifactMeta) -> Path:
     """Write model.so (objects/*.o for Apple) and meta.json into `out_dir`, all or nothing."""
     out_dir = Path(out_dir)
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
     with atomic_output(out_dir) as tmp:
         tmp.mkdir()
         if meta.target.artifact_kind == OBJECT_FILES:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import time
 from collections import Counter
@@ -24,6 +25,9 @@ from .export_common import (
     prepare_model,
     quiet_third_party_warnings,
 )
+
+# torch's ONNX registry warns about every torchvision op when torchvision is absent (it is optional here).
+logging.getLogger("torch.onnx._internal.exporter._registration").setLevel(logging.ERROR)
 
 MIN_OPSET = 18
 INPUT_NAME, OUTPUT_NAME = "image", "logits"

@@ -9,7 +9,7 @@ from .reparam import count_batchnorms, reparameterize
 from .table import format_table
 from .testing import random_model
 from .timing import compare_latency
-from .verify import verify_fusion
+from .verify import parity, verify_fusion
 
 
 def fusion_report(
@@ -47,3 +47,84 @@ def fusion_report(
         f"fusion check: max |fused - train| = {check.max_abs_diff:.2e} <= {check.tolerance:.2e}: {verdict}; "
         f"fused is {speedup:.2f}x the training form's eager speed (timed side by side, {repeat} rounds)"
     )
+
+
+def host_build_report(variant: str = "repnext_m1", input_size: int = 224, threads: int = 1) -> str:
+    """The TVM host build (tuned from the shipped database when there is one) beside torch eager and ORT."""
+    from .compile.tvm_bench import host_comparison
+    from .registry import create_model
+
+    fused = create_model(variant, fused=True, backend="torch")
+    r = host_comparison(fused, (1, 3, input_size, input_size), threads, variant=variant)
+    rows = [
+        [
+            name,
+            f"{ms:.2f}",
+            f"{r['latency_ms']['onnxruntime'] / ms:.2f}x",
+            f"{r['max_abs_diff'].get(name, 0.0):.1e}",
+        ]
+        for name, ms in r["latency_ms"].items()
+    ]
+    table = format_table(["engine", "median ms", "vs onnxruntime", "max abs diff vs torch"], rows)
+    db = r["tuning_db"] or "none: default schedules (see `repnext tune`)"
+    return (
+        f"TVM host build of {variant}, batch 1, {input_size}x{input_size}, {threads} thread(s), timed side by side:\n"
+        f"{table}\nTVM: {r['tvm_note']}; tuning database: {db}; import + build {r['seconds']['tvm_import_and_build']:.0f} s"
+    )
+
+
+def arm_build_report(
+    variant: str = "repnext_m1", out_dir: str = "out/demo", target: str = "cortex-a76"
+) -> str:
+    """Cross-build for an ARM core; check it under qemu when the aarch64 runner has been built."""
+    from pathlib import Path
+
+    import numpy as np
+
+    from .cli import main
+    from .compile.device import run_artifact_native
+    from .compile.device_build import default_build_dir
+    from .compile.device_tools import elf_arch
+
+    out = Path(out_dir) / f"{variant}-{target}"
+    if main(["build", variant, "--target", target, "--out", str(out)]) != 0:
+        return f"cross build for {target} failed (see above)"
+    lines = [f"{target} artifact: {out} ({elf_arch(out / 'model.so')} ELF)"]
+    if not (default_build_dir("aarch64") / "install" / "bin" / "repnext-run").exists():
+        lines.append(
+            "to check it here under qemu: `repnext build-runtime --target aarch64`, then "
+            f"`repnext run {out} --qemu` (emulated outputs are exact, emulated timings mean nothing)"
+        )
+        return "\n".join(lines)
+    from .registry import create_model
+
+    fused = create_model(variant, fused=True, backend="torch")
+    x = np.random.default_rng(0).standard_normal((1, 3, 224, 224), dtype=np.float32)
+    y = run_artifact_native(out, x, qemu=True)
+    with torch.no_grad():
+        check = parity(fused(torch.from_numpy(x)), torch.from_numpy(y))
+    lines.append(
+        f"under qemu-aarch64: max |diff| vs torch = {check.max_abs_diff:.1e} ({'OK' if check.ok else 'FAILED'})"
+    )
+    return "\n".join(lines)
+
+
+def run_demo(
+    variant: str = "repnext_m1", input_size: int = 224, threads: int | None = None, out_dir: str = "out/demo"
+) -> None:
+    """Everything `make demo` shows, section by section, each printed as soon as it is ready."""
+    import os
+    import time
+
+    from .compile.export_report import export_report
+
+    t0 = time.perf_counter()
+    print(fusion_report(variant, input_size, threads=threads), flush=True)
+    print(flush=True)
+    print(host_build_report(variant, input_size, threads or 1), flush=True)
+    print(flush=True)
+    print(arm_build_report(variant, out_dir), flush=True)
+    print(flush=True)
+    os.makedirs(out_dir, exist_ok=True)
+    print(export_report(None, out_dir, variant, input_size), flush=True)
+    print(f"\ndemo done in {time.perf_counter() - t0:.0f} s; artifacts in {out_dir}/")
