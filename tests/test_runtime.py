@@ -18,29 +18,11 @@ if importlib.util.find_spec("tvm") is None:
 if shutil.which("cmake") is None:
     pytest.skip("cmake is not installed (apt-get install cmake)", allow_module_level=True)
 
+from tvm_helpers import SHAPE, make_toy_artifact  # noqa: E402
+
 from repnext_core.compile import device  # noqa: E402
 
-SHAPE = (1, 3, 32, 32)
 RUN_TIMEOUT_S = 120
-
-
-def make_toy_artifact(out_dir: Path, target: str) -> tuple[Path, torch.nn.Module]:
-    """A fused toy RepNeXt built for `target` with the project's TVM path; returns (artifact, model)."""
-    from repnext_core import reparameterize
-    from repnext_core.compile.artifact import ArtifactMeta, export_artifact
-    from repnext_core.compile.build import build
-    from repnext_core.compile.relax_import import import_model, main_signature
-    from repnext_core.compile.targets import resolve_target
-    from repnext_core.testing import toy_model
-
-    model = reparameterize(toy_model(seed=0)).eval()
-    mod = import_model(model, SHAPE)
-    spec = resolve_target(target)
-    _, _, out_shape = main_signature(mod)
-    export_artifact(
-        build(mod, spec), out_dir, ArtifactMeta(spec, SHAPE, output_shape=out_shape, variant="toy")
-    )
-    return out_dir, model
 
 
 def toy_input(seed: int = 1) -> np.ndarray:
