@@ -42,6 +42,11 @@ def markdown(results: dict) -> str:
         "measured in the same run). iPhone latencies in this project are the paper's published figures, "
         "never measured here.",
         "",
+        "Made by `pytest bench/test_models.py --benchmark-only --benchmark-json bench/results.json && "
+        "python bench/report.py bench/results.json`. Every engine's output was checked against eager fused "
+        "PyTorch before timing. `tvm-tuned` appears only where a host tuning database is committed "
+        "(compile/databases/); `of peak` is GFLOP/s (2 x MACs / latency) over a 1024^3 sgemm in the same run.",
+        "",
     ]
     for (variant, threads), engines in sorted(results["models"].items()):
         peak = results["peak"].get(threads, float("nan"))
