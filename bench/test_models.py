@@ -2,6 +2,8 @@
 
 Every engine sees the same seeded input and its output is checked against eager fused PyTorch before it is
 timed. `bench/report.py` turns the JSON (`--benchmark-json`) into bench/RESULTS.md and a plot.
+TVM's runtime sizes its thread pool once per process, from TVM_NUM_THREADS at its first call: for exact TVM
+thread counts, run one thread count per process (REPNEXT_BENCH_THREADS=1, then =2).
 """
 
 import os
