@@ -13,9 +13,16 @@ from pathlib import Path
 from repnext_core.table import format_table
 
 
-def load(path: str | Path) -> dict:
-    """Median ms per (variant, threads, engine), sgemm peak per thread count, and the machine info."""
-    data = json.loads(Path(path).read_text())
+def load(*paths: str | Path) -> dict:
+    """Median ms per (variant, threads, engine), sgemm peak per thread count, and the machine info.
+
+    Several files merge (e.g. one pytest process per thread count, since TVM sizes its pool once per process).
+    """
+    runs = [json.loads(Path(p).read_text()) for p in paths]
+    data = {
+        "benchmarks": [b for r in runs for b in r["benchmarks"]],
+        "machine_info": runs[0].get("machine_info"),
+    }
     models: dict = defaultdict(dict)
     peak: dict[int, float] = {}
     macs: dict[str, int] = {}
@@ -42,8 +49,8 @@ def markdown(results: dict) -> str:
         "measured in the same run). iPhone latencies in this project are the paper's published figures, "
         "never measured here.",
         "",
-        "Made by `pytest bench/test_models.py --benchmark-only --benchmark-json bench/results.json && "
-        "python bench/report.py bench/results.json`. Every engine's output was checked against eager fused "
+        "Made by `REPNEXT_BENCH_THREADS=T pytest bench/test_models.py --benchmark-only --benchmark-json "
+        "bench/results-T.json` for T = 1 and 2 (one process each) and `python bench/report.py bench/results-*.json`. Every engine's output was checked against eager fused "
         "PyTorch before timing. `tvm-tuned` appears only where a host tuning database is committed "
         "(compile/databases/); `of peak` is GFLOP/s (2 x MACs / latency) over a 1024^3 sgemm in the same run.",
         "",
@@ -104,11 +111,13 @@ def plot(results: dict, path: str | Path) -> None:
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("json", help="pytest-benchmark --benchmark-json output of bench/test_models.py")
+    p.add_argument(
+        "json", nargs="+", help="pytest-benchmark --benchmark-json output(s) of bench/test_models.py"
+    )
     p.add_argument("--out", default=str(Path(__file__).with_name("RESULTS.md")))
     p.add_argument("--plot", default=str(Path(__file__).with_name("latency.png")))
     args = p.parse_args(argv)
-    results = load(args.json)
+    results = load(*args.json)
     if not results["models"]:
         p.error(f"{args.json} holds no model benchmarks")
     Path(args.out).write_text(markdown(results) + "\n")
