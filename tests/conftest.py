@@ -24,3 +24,22 @@ def upstream_keys() -> dict:
 def tol(reference: torch.Tensor) -> float:
     """The project's float32 parity bound: 1e-5 + 1e-4 * max |reference|."""
     return 1e-5 + 1e-4 * reference.abs().max().item()
+
+
+@pytest.fixture(scope="module")
+def toy():
+    """The fused toy RepNeXt that the TVM tests compile."""
+    from repnext_core import reparameterize
+    from repnext_core.testing import toy_model
+
+    return reparameterize(toy_model(seed=0)).eval()
+
+
+@pytest.fixture(scope="module")
+def mod(toy):
+    """The toy imported into Relax at the TVM tests' input shape."""
+    from tvm_helpers import SHAPE
+
+    from repnext_core.compile.relax_import import import_model
+
+    return import_model(toy, SHAPE)

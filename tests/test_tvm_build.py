@@ -14,7 +14,8 @@ import torch
 
 pytest.importorskip("tvm")
 
-from repnext_core import reparameterize  # noqa: E402
+from tvm_helpers import SHAPE  # noqa: E402  (the shape the shared `mod` fixture uses)
+
 from repnext_core.compile.artifact import (  # noqa: E402
     ArtifactError,
     ArtifactMeta,
@@ -24,24 +25,12 @@ from repnext_core.compile.artifact import (  # noqa: E402
     read_meta,
 )
 from repnext_core.compile.build import build, build_with_report  # noqa: E402
-from repnext_core.compile.relax_import import import_model, main_signature  # noqa: E402
+from repnext_core.compile.relax_import import main_signature  # noqa: E402
 from repnext_core.compile.targets import resolve_target  # noqa: E402
-from repnext_core.testing import toy_model  # noqa: E402
 
-SHAPE = (1, 3, 32, 32)
 EM_AARCH64 = 183
 MACHO_64 = b"\xcf\xfa\xed\xfe"
 CPU_TYPE_ARM64 = 0x0100000C
-
-
-@pytest.fixture(scope="module")
-def toy():
-    return reparameterize(toy_model(seed=0)).eval()
-
-
-@pytest.fixture(scope="module")
-def mod(toy):
-    return import_model(toy, SHAPE)
 
 
 @pytest.fixture(scope="module")

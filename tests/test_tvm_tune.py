@@ -16,27 +16,15 @@ import torch
 
 pytest.importorskip("tvm")
 
-from repnext_core import reparameterize  # noqa: E402
+from tvm_helpers import SHAPE  # noqa: E402  (the shape the shared `mod` fixture uses)
+
 from repnext_core.compile import tuning_db  # noqa: E402
 from repnext_core.compile.artifact import VMRunner  # noqa: E402
 from repnext_core.compile.build import build_with_report  # noqa: E402
-from repnext_core.compile.relax_import import import_model  # noqa: E402
 from repnext_core.compile.targets import resolve_target  # noqa: E402
 from repnext_core.compile.tune import tune  # noqa: E402
-from repnext_core.testing import toy_model  # noqa: E402
 
-SHAPE = (1, 3, 32, 32)
 TRIALS = 8
-
-
-@pytest.fixture(scope="module")
-def toy():
-    return reparameterize(toy_model(seed=0)).eval()
-
-
-@pytest.fixture(scope="module")
-def mod(toy):
-    return import_model(toy, SHAPE)
 
 
 @pytest.fixture(scope="module")
