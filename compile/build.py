@@ -11,6 +11,9 @@ from pathlib import Path
 from typing import Any
 
 from . import tuning_db
+from .conv_tiles import apply_conv_schedules, load_tiles
+from .fast_math import legalize_map
+from .layout import to_channels_last
 from .relax_import import main_signature
 from .targets import OBJECT_FILES, TargetSpec, resolve_target
 
@@ -26,13 +29,23 @@ class BuildReport:
     target: TargetSpec
     kernels: int = 0
     tuned_kernels: int = 0
+    conv_kernels: int = 0
+    measured_tiles: int = 0
     db: dict | None = None
     seconds: float = 0.0
     notes: list[str] = field(default_factory=list)
 
+    def summary(self) -> str:
+        """One line: which kernels got which schedule."""
+        return (
+            f"{self.conv_kernels} conv kernels hand-scheduled ({self.measured_tiles} with measured tiles), "
+            f"{self.tuned_kernels}/{self.kernels - self.conv_kernels} others tuned"
+        )
+
 
 def prepare(mod, target: TargetSpec):
-    """Legalize and fuse into TIR kernels; tuning extracts tasks from this and builds apply records to it.
+    """Channels-last layout, legalize (GELU with a vectorizable erf) and fuse into TIR kernels; tuning
+    extracts tasks from this and builds apply records to it.
 
     Both sides must run exactly these passes, or the structural keys of the database would not match.
     """
@@ -41,9 +54,10 @@ def prepare(mod, target: TargetSpec):
 
     passes = tvm.transform.Sequential(
         [
+            to_channels_last_pass(),
             relax.transform.DecomposeOpsForInference(),
             relax.transform.CanonicalizeBindings(),
-            relax.transform.LegalizeOps(),
+            relax.transform.LegalizeOps(customize_legalize_map=legalize_map()),
             relax.transform.AnnotateTIROpPattern(),
             relax.transform.FoldConstant(),
             relax.transform.FuseOps(),
@@ -54,9 +68,31 @@ def prepare(mod, target: TargetSpec):
         return passes(mod)
 
 
+def to_channels_last_pass():
+    """to_channels_last as a module pass, for prepare()'s pass list."""
+    import tvm
+
+    return tvm.transform.module_pass(lambda mod, _ctx: to_channels_last(mod), opt_level=0, name="ToNHWC")
+
+
+def schedule(mod, target: TargetSpec, db=None, report: BuildReport | None = None):
+    """prepare()'d module -> conv kernels hand-scheduled (tiles from `db`'s conv_tiles.json where measured),
+    the rest with `db`'s MetaSchedule records (an opened tvm Database, or None)."""
+    import tvm
+    from tvm import relax
+
+    report = report or BuildReport(target)
+    tiles = load_tiles(report.db["path"]) if report.db else {}
+    mod, report.conv_kernels, report.measured_tiles = apply_conv_schedules(mod, target.tvm_target(), tiles)
+    if db is not None:
+        with target.tvm_target(), db, tvm.transform.PassContext(opt_level=3):
+            mod = relax.transform.MetaScheduleApplyDatabase(enable_warning=False)(mod)
+    report.tuned_kernels = _count_kernels(mod, scheduled_only=True) - report.conv_kernels
+    return mod
+
+
 def build_with_report(mod, target: TargetLike, db=None) -> tuple[Any, BuildReport]:
     """Like build(), also returning a BuildReport (kernels tuned out of all, database used, time)."""
-    import tvm
     from tvm import relax
 
     t0 = time.perf_counter()
@@ -65,20 +101,11 @@ def build_with_report(mod, target: TargetLike, db=None) -> tuple[Any, BuildRepor
     database = _open_db(mod, spec, db, report)
     prepared = prepare(mod, spec)
     report.kernels = _count_kernels(prepared)
-    if database is not None:
-        with spec.tvm_target(), database, tvm.transform.PassContext(opt_level=3):
-            prepared = relax.transform.MetaScheduleApplyDatabase(enable_warning=False)(prepared)
-        report.tuned_kernels = _count_kernels(prepared, scheduled_only=True)
+    prepared = schedule(prepared, spec, database, report)
     # Object files are linked into someone else's binary, so their kernels must self-register (system lib).
     exe = relax.build(prepared, spec.tvm_target(), system_lib=spec.artifact_kind == OBJECT_FILES)
     report.seconds = time.perf_counter() - t0
-    logger.info(
-        "built for %s in %.1f s: %d/%d kernels tuned",
-        spec.name,
-        report.seconds,
-        report.tuned_kernels,
-        report.kernels,
-    )
+    logger.info("built for %s in %.1f s: %s", spec.name, report.seconds, report.summary())
     return exe, report
 
 

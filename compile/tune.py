@@ -15,6 +15,7 @@ from torch import nn
 from . import tune_control as control
 from . import tuning_db
 from .build import TargetLike, prepare
+from .conv_tiles import apply_conv_schedules, load_tiles, search_tiles
 from .ms_measure import make_builder, make_runner
 from .relax_import import import_model, main_signature
 from .targets import TargetSpec, resolve_target
@@ -38,6 +39,7 @@ class TuneReport:
     est_latency_ms: float | None = None
     seconds: float = 0.0
     task_best_ms: dict[str, float] = field(default_factory=dict)
+    conv_tiles_measured: int = 0
 
     @property
     def trials_run(self) -> int:
@@ -59,11 +61,14 @@ def tune(
     population: int | None = None,
     seed: int | None = None,
     progress: bool = True,
+    tile_candidates: int = 12,
 ) -> TuneReport:
     """Tune `trials` more candidates for the model on `target`, extending its database under `work_dir`.
 
-    The gradient-based task scheduler spends trials on the kernels whose tuning cuts the weighted model
-    latency most. Records are appended to the database as the scheduler collects each measured batch;
+    First the conv kernels' register tiles: up to `tile_candidates` each, timed on this machine (host
+    targets with the local runner; elsewhere builds use the heuristic's tiles). Then MetaSchedule on the
+    other kernels: the gradient-based task scheduler spends trials on those whose tuning cuts the weighted
+    model latency most. Records are appended to the database as the scheduler collects each measured batch;
     on Ctrl-C every batch measured so far is collected first (the report then says interrupted=True).
     """
     from tvm.s_tir import meta_schedule as ms
@@ -79,9 +84,19 @@ def tune(
     database = tuning_db.open_for(path, key, create=True)
     before = tuning_db.count_records(path)
 
-    tasks = _heaviest_first(ms.relax_integration.extract_tasks(prepare(mod, spec), spec.tvm_target()))
-    report = TuneReport(path, trials, before, before, len(tasks))
+    prepared = prepare(mod, spec)
+    report = TuneReport(path, trials, before, before, 0)
+    if tile_candidates > 0 and spec.is_host and runner == "local":
+        report.conv_tiles_measured = search_tiles(
+            prepared, spec.tvm_target(), path, limit=tile_candidates, progress=progress
+        )
+    # The conv kernels have their own schedule; MetaSchedule tunes the rest.
+    scheduled, _, _ = apply_conv_schedules(prepared, spec.tvm_target(), load_tiles(path))
+    tasks = [t for t in ms.relax_integration.extract_tasks(scheduled, spec.tvm_target()) if not _scheduled(t)]
+    tasks = _heaviest_first(tasks)
+    report.tasks = len(tasks)
     if trials <= 0 or not tasks:
+        report.seconds = time.perf_counter() - t0
         return report
     per_iter = num_trials_per_iter or _trials_per_iter(trials, len(tasks))
     logger.info("tuning %d trials over %d kernels, %d per step, into %s", trials, len(tasks), per_iter, path)
@@ -127,6 +142,11 @@ def tune(
     report.records_after = tuning_db.count_records(path)
     report.seconds = time.perf_counter() - t0
     return report
+
+
+def _scheduled(task) -> bool:
+    func = task.dispatched[0]["main"]
+    return bool(func.attrs is not None and func.attrs.get("tirx.is_scheduled", False))
 
 
 def _as_module(model_or_mod, input_shape: Sequence[int] | None):

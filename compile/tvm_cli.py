@@ -20,13 +20,20 @@ def register(subparsers) -> None:
         "tune",
         help="tune a variant's kernels for a target with MetaSchedule (resumable database)",
         description="Measures candidate schedules for every kernel of the fused model and records them in a "
-        "JSON database per (variant, input size, target) under --db. Running it again resumes: new trials "
-        "extend the database. Ctrl-C keeps every trial measured so far. For an ARM board, start "
+        "JSON database per (variant, input size, target) under --db: first the register tiles of the "
+        "hand-scheduled conv kernels (host only), then MetaSchedule trials for the other kernels. Running it "
+        "again resumes: new trials extend the database. Ctrl-C keeps every trial measured so far. For an ARM board, start "
         "`python -m tvm.exec.rpc_server --tracker HOST:PORT --key KEY` on the board and pass --tracker/--key.",
     )
     _model_args(p, targets)
     p.add_argument("--trials", type=int, default=64, help="trials to add to the database (default 64)")
     _tracker_args(p, "measure candidates on the board behind this RPC tracker")
+    p.add_argument(
+        "--tile-candidates",
+        type=int,
+        default=12,
+        help="register tiles timed per conv kernel not yet on record (default 12; 0 skips)",
+    )
     p.add_argument("--seed", type=int, default=None, help="random seed of the search")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_tune)
@@ -145,11 +152,13 @@ def _tune(args: argparse.Namespace) -> int:
         runner=tracker or "local",
         seed=args.seed,
         progress=not args.quiet,
+        tile_candidates=args.tile_candidates,
     )
     latency = f"; best kernels sum to {report.est_latency_ms:.3f} ms" if report.est_latency_ms else ""
     print(
-        f"{report.trials_run} trial(s) measured in {report.seconds:.0f} s over {report.tasks} kernels{latency}; "
-        f"database {report.db_dir} now holds {report.records_after} records"
+        f"{report.conv_tiles_measured} conv kernel(s) had their tiles measured; "
+        f"{report.trials_run} trial(s) measured in {report.seconds:.0f} s over {report.tasks} other kernels"
+        f"{latency}; database {report.db_dir} now holds {report.records_after} records"
     )
     if report.interrupted:
         print(
@@ -195,8 +204,7 @@ def _build(args: argparse.Namespace) -> int:
         tuned_kernels=report.tuned_kernels,
     )
     out = export_artifact(exe, args.out, meta)
-    tuned = f"{report.tuned_kernels}/{report.kernels} kernels tuned" if db else "untuned"
-    print(f"wrote {out} for {spec.name} ({tuned}, built in {report.seconds:.1f} s)")
+    print(f"wrote {out} for {spec.name} ({report.summary()}; built in {report.seconds:.1f} s)")
     return 0
 
 
