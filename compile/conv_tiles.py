@@ -110,7 +110,7 @@ def _time(func, target, budget_s: float) -> float:
     """Best-of-3 seconds per call of the standalone kernel on random inputs."""
     import tvm
 
-    lib = tvm.build(tvm.IRModule({"main": func.with_attr("global_symbol", "main")}), target=target)
+    lib = tvm.tirx.build(tvm.IRModule({"main": func.with_attr("global_symbol", "main")}), target=target)
     rng = np.random.default_rng(0)
     args = [
         tvm.runtime.tensor(rng.standard_normal([int(d) for d in p.shape]).astype(p.dtype))

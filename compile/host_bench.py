@@ -84,7 +84,7 @@ def format_comparison(result: dict) -> str:
         [
             name,
             f"{r['median_ms']:.2f}",
-            f"{r['speedup_vs_fused']:.2f}x",
+            "-" if r["speedup_vs_fused"] != r["speedup_vs_fused"] else f"{r['speedup_vs_fused']:.2f}x",
             f"{r['gflops']:.1f}",
             f"{r['peak_fraction']:.2f}",
             f"{r['max_abs_diff']:.1e}",

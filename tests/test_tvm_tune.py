@@ -21,6 +21,7 @@ from tvm_helpers import SHAPE  # noqa: E402  (the shape the shared `mod` fixture
 from repnext_core.compile import tuning_db  # noqa: E402
 from repnext_core.compile.artifact import VMRunner  # noqa: E402
 from repnext_core.compile.build import build_with_report  # noqa: E402
+from repnext_core.compile.conv_tiles import load_tiles  # noqa: E402
 from repnext_core.compile.targets import resolve_target  # noqa: E402
 from repnext_core.compile.tune import tune  # noqa: E402
 
@@ -31,7 +32,7 @@ TRIALS = 8
 def tuned(mod, tmp_path_factory):
     """The toy tuned for the host with a few trials into a fresh database root."""
     root = tmp_path_factory.mktemp("db")
-    return root, tune(mod, "host", TRIALS, root, variant="toy", seed=0, progress=False)
+    return root, tune(mod, "host", TRIALS, root, variant="toy", seed=0, progress=False, tile_candidates=2)
 
 
 def run(exe, x: np.ndarray) -> np.ndarray:
@@ -44,7 +45,8 @@ def test_tuning_writes_a_database_per_variant_shape_target(tuned):
     assert report.db_dir == tuning_db.db_dir(root, key) and report.db_dir.name.startswith("toy_32x32_host-")
     for name in (tuning_db.META_FILE, tuning_db.WORKLOAD_FILE, tuning_db.RECORD_FILE):
         assert (report.db_dir / name).is_file(), name
-    assert report.records_before == 0 and not report.interrupted
+    assert report.records_before == 0 and not report.interrupted and report.conv_tiles_measured > 0
+    assert len(load_tiles(report.db_dir)) == report.conv_tiles_measured
     assert TRIALS <= report.trials_run == tuning_db.count_records(report.db_dir) < 2 * TRIALS
     assert report.task_best_ms and report.est_latency_ms > 0
 
@@ -54,7 +56,8 @@ def test_build_applies_the_database_without_tuning(toy, mod, tuned):
     records = tuning_db.count_records(report.db_dir)
     x = torch.randn(SHAPE, generator=torch.Generator().manual_seed(2)).numpy()
     exe, built = build_with_report(mod, "host", report.db_dir)
-    assert 0 < built.tuned_kernels < built.kernels and built.db["records"] == records
+    assert 0 < built.tuned_kernels < built.kernels - built.conv_kernels and built.db["records"] == records
+    assert built.measured_tiles == built.conv_kernels > 0
     first = run(exe, x)
     with torch.no_grad():
         ref = toy(torch.from_numpy(x)).numpy()
@@ -67,7 +70,8 @@ def test_build_applies_the_database_without_tuning(toy, mod, tuned):
 
 def test_a_second_run_resumes_and_extends_the_database(mod, tuned):
     root, first = tuned
-    report = tune(mod, "host", 4, root, variant="toy", seed=1, progress=False)
+    report = tune(mod, "host", 4, root, variant="toy", seed=1, progress=False, tile_candidates=2)
+    assert report.conv_tiles_measured == 0  # every conv kernel's tile is on record already
     assert report.db_dir == first.db_dir
     assert report.records_before == tuning_db.count_records(first.db_dir) - report.trials_run
     assert report.trials_run >= 4 and report.records_after == tuning_db.count_records(first.db_dir)

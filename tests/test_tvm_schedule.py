@@ -1,0 +1,155 @@
+"""The host fast path: vectorizable GELU, channels-last layout and the hand-scheduled conv kernels."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+pytest.importorskip("tvm")
+
+import tvm  # noqa: E402
+
+from repnext_core.compile.artifact import VMRunner  # noqa: E402
+from repnext_core.compile.build import prepare  # noqa: E402
+from repnext_core.compile.conv_schedule import (  # noqa: E402
+    ConvKernel,
+    VectorUnit,
+    candidate_tiles,
+    default_tile,
+    match_conv,
+    schedule_conv,
+    vector_unit,
+)
+from repnext_core.compile.conv_tiles import apply_conv_schedules, conv_kernels, search_tiles  # noqa: E402
+from repnext_core.compile.fast_math import ERF_MAX_ABS_ERROR, fast_gelu_te  # noqa: E402
+from repnext_core.compile.relax_import import import_model  # noqa: E402
+from repnext_core.compile.targets import resolve_target  # noqa: E402
+
+HOST = resolve_target("host")
+
+
+def test_fast_gelu_stays_within_its_erf_bound():
+    from tvm import te
+
+    n = 1 << 16
+    x = te.placeholder((n,), name="x")
+    lib = tvm.tirx.build(
+        tvm.IRModule({"main": te.create_prim_func([x, fast_gelu_te(x)])}), target=HOST.tvm_target()
+    )
+    xs = np.linspace(-10, 10, n).astype("float32")
+    out = tvm.runtime.tensor(np.zeros(n, "float32"))
+    lib["main"](tvm.runtime.tensor(xs), out)
+    exact = xs.astype(np.float64) * 0.5 * (1 + np.vectorize(math.erf)(xs.astype(np.float64) / math.sqrt(2)))
+    # GELU's error is |x|/2 times erf's; the clamp at |x/sqrt2| = 4 is where |x| is largest among the errors.
+    assert np.max(np.abs(out.numpy() - exact) / np.maximum(np.abs(xs) / 2, 1)) <= ERF_MAX_ABS_ERROR
+
+
+def test_prepared_model_is_channels_last_without_libm_erf(mod):
+    text = prepare(mod, HOST).script()
+    assert "T.erf(" not in text and "fast_erf" in text
+    assert 'data_layout="NCHW"' not in text
+    kernels = conv_kernels(prepare(mod, HOST))
+    assert kernels, "the toy's convs should all match the hand schedule"
+
+
+class ConvBlock(nn.Module):
+    """conv -> bias -> (GELU) -> (+ residual): the kernel shapes the fused RepNeXt hands to TVM."""
+
+    def __init__(self, cin, cout, k, stride, groups, gelu, residual):
+        super().__init__()
+        pad = (k[0] // 2, k[1] // 2)
+        self.conv = nn.Conv2d(cin, cout, k, stride, pad, groups=groups)
+        self.gelu, self.residual = gelu, residual
+
+    def forward(self, x):
+        y = self.conv(x)
+        y = nn.functional.gelu(y) if self.gelu else y
+        return y + x if self.residual else y
+
+
+CASES = {
+    "1x1+gelu": ((48, 96, (1, 1), 1, 1, True, False), (1, 48, 14, 14)),
+    "1x1+residual": ((96, 96, (1, 1), 1, 1, False, True), (1, 96, 7, 7)),
+    "depthwise 7x7": ((12, 12, (7, 7), 1, 12, False, False), (1, 12, 10, 10)),
+    "depthwise 1x11": ((40, 40, (1, 11), 1, 40, False, True), (1, 40, 6, 12)),
+    "stem 3x3/2": ((3, 24, (3, 3), 2, 1, True, False), (1, 3, 18, 18)),
+    "depthwise 3x3/2": ((20, 20, (3, 3), 2, 20, False, False), (1, 20, 14, 14)),
+}
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_every_candidate_tile_computes_the_same_conv(case):
+    args, shape = CASES[case]
+    torch.manual_seed(0)
+    block = ConvBlock(*args).eval()
+    prepared = prepare(import_model(block, shape), HOST)
+    (gv,) = [gv for gv in conv_kernels(prepared)]
+    kernel, func = conv_kernels(prepared)[gv]
+    unit = vector_unit(HOST.tvm_target())
+    tiles = candidate_tiles(kernel, unit, limit=6)
+    assert default_tile(kernel, unit) == tiles[0]
+    x = torch.randn(shape, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        ref = block(x).numpy()
+    tol = 1e-5 * float(np.abs(ref).max())
+    for tile in tiles:
+        scheduled = prepared.clone()
+        scheduled[gv] = schedule_conv(func, tile)
+        out = VMRunner(tvm.relax.build(scheduled, HOST.tvm_target()))(x.numpy())
+        np.testing.assert_allclose(out, ref, rtol=1e-5, atol=tol, err_msg=str(tile))
+
+
+def test_candidate_tiles_divide_the_output_and_fit_the_registers():
+    kernel = ConvKernel(height=14, width=14, channels=384, reduction=192)
+    for unit in (VectorUnit(16, 32), VectorUnit(8, 16), VectorUnit(4, 32)):
+        tiles = candidate_tiles(kernel, unit, limit=12)
+        assert len(tiles) == 12 and {t.order for t in tiles} == {"pf", "fp"}
+        for t in tiles:
+            assert kernel.width % t.tx == 0 and kernel.height % t.ty == 0
+            assert kernel.channels % (t.cv * t.vec) == 0 and t.accumulators <= unit.registers - 4
+        assert tiles[0].vec == unit.lanes
+    # Channel counts that no full vector divides still get an exact tiling (M0's 40, the chunks' 10).
+    for channels in (40, 10, 3):
+        tile = default_tile(ConvKernel(7, 7, channels, 9), VectorUnit(16, 32))
+        assert channels % (tile.cv * tile.vec) == 0
+
+
+def test_vector_unit_follows_the_target():
+    def unit(**target):
+        return vector_unit(tvm.target.Target({"kind": "llvm", **target}))
+
+    assert unit(mcpu="sapphirerapids") == VectorUnit(16, 32)
+    assert unit(mcpu="znver3") == VectorUnit(8, 16)
+    assert unit(mtriple="aarch64-linux-gnu", mcpu="cortex-a72") == VectorUnit(4, 32)
+
+
+def test_only_conv_kernels_match(mod):
+    prepared = prepare(mod, HOST)
+    names = {gv.name_hint for gv in conv_kernels(prepared)}
+    others = [
+        f
+        for gv, f in prepared.functions.items()
+        if isinstance(f, tvm.tirx.PrimFunc) and gv.name_hint not in names
+    ]
+    assert others and all(match_conv(f) is None for f in others)
+    assert all("conv2d" in name for name in names)
+
+
+def test_tile_search_records_and_builds_use_the_tiles(mod, tmp_path):
+    prepared = prepare(mod, HOST)
+    target = HOST.tvm_target()
+    assert search_tiles(prepared, target, tmp_path, limit=2, progress=False, budget_s=0.005) == len(
+        conv_kernels(prepared)
+    )
+    assert search_tiles(prepared, target, tmp_path, limit=2, progress=False) == 0  # all on record
+    from repnext_core.compile.conv_tiles import load_tiles
+
+    tiles = load_tiles(tmp_path)
+    _, scheduled, measured = apply_conv_schedules(prepared, target, tiles)
+    assert scheduled == measured == len(tiles) > 0
+    _, scheduled, measured = apply_conv_schedules(prepared, target, {})
+    assert scheduled == len(tiles) and measured == 0
