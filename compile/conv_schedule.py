@@ -91,7 +91,7 @@ def match_conv(func) -> ConvKernel | None:
 
 def candidate_tiles(kernel: ConvKernel, unit: VectorUnit, limit: int = 16) -> list[ConvTile]:
     """Tiles that divide the output exactly and fit the register file, most promising first."""
-    budget = unit.registers - 4  # the broadcast input, the weight vectors and the loop's own values
+    budget = unit.registers - 1  # accumulators + one weight vector per channel vector + the broadcast input
     vecs = [v for v in (unit.lanes, unit.lanes // 2, unit.lanes // 4) if v >= 2 and kernel.channels % v == 0]
     if not vecs:
         vecs = [kernel.channels] if kernel.channels <= unit.lanes else [1]
@@ -101,7 +101,7 @@ def candidate_tiles(kernel: ConvKernel, unit: VectorUnit, limit: int = 16) -> li
             for tx in _divisors(kernel.width, 16):
                 for ty in _divisors(kernel.height, 4):
                     tile = ConvTile(tx, ty, cv, vec)
-                    if tile.accumulators <= budget:
+                    if tile.accumulators + cv <= budget:
                         tiles.append(tile)
     tiles.sort(key=lambda t: _score(t, budget))
     ranked = tiles[: max(1, limit // 2)]

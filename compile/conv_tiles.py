@@ -67,7 +67,7 @@ def apply_conv_schedules(mod, target, tiles: dict[str, ConvTile] | None = None) 
 
 
 def search_tiles(
-    mod, target, db_dir: str | os.PathLike, limit: int = 12, progress: bool = True, budget_s: float = 0.05
+    mod, target, db_dir: str | os.PathLike, limit: int = 12, progress: bool = True, budget_s: float = 0.02
 ) -> int:
     """Time up to `limit` candidate tiles of each conv kernel of `mod` on this machine and record the
     fastest in `db_dir`/conv_tiles.json (after each kernel, so an interrupted search keeps its results).
@@ -107,7 +107,8 @@ def search_tiles(
 
 
 def _time(func, target, budget_s: float) -> float:
-    """Best-of-3 seconds per call of the standalone kernel on random inputs."""
+    """Median seconds per call of the standalone kernel on random inputs, with the weights and outputs
+    flushed from the caches before each call as they are in the model (only the input arrives warm)."""
     import tvm
 
     lib = tvm.tirx.build(tvm.IRModule({"main": func.with_attr("global_symbol", "main")}), target=target)
@@ -119,8 +120,10 @@ def _time(func, target, budget_s: float) -> float:
     lib["main"](*args)
     t0 = time.perf_counter()
     lib["main"](*args)
-    number = max(1, int(budget_s / 3 / max(time.perf_counter() - t0, 1e-7)))
-    return min(lib.time_evaluator("main", tvm.cpu(), number=number, repeat=3)(*args).results)
+    repeat = int(min(50, max(5, budget_s / max(time.perf_counter() - t0, 1e-7))))
+    flush = "cache_flush_cpu_non_first_arg"
+    timer = lib.time_evaluator("main", tvm.cpu(), number=1, repeat=repeat, f_preproc=flush)
+    return float(np.median(timer(*args).results))
 
 
 def _write(path: Path, data: dict) -> None:
