@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from . import tuning_db
-from .conv_tiles import apply_conv_schedules, load_tiles
+from .conv_tiles import apply_conv_schedules, finish_packing, load_tiles
 from .fast_math import legalize_map
 from .layout import to_channels_last
 from .relax_import import main_signature
@@ -88,7 +88,7 @@ def schedule(mod, target: TargetSpec, db=None, report: BuildReport | None = None
         with target.tvm_target(), db, tvm.transform.PassContext(opt_level=3):
             mod = relax.transform.MetaScheduleApplyDatabase(enable_warning=False)(mod)
     report.tuned_kernels = _count_kernels(mod, scheduled_only=True) - report.conv_kernels
-    return mod
+    return finish_packing(mod)
 
 
 def build_with_report(mod, target: TargetLike, db=None) -> tuple[Any, BuildReport]:

@@ -123,17 +123,27 @@ def _divisors(n: int, at_most: int) -> list[int]:
     return [d for d in range(1, min(n, at_most) + 1) if n % d == 0]
 
 
-def schedule_conv(func, tile: ConvTile):
-    """`func` (matched by match_conv) scheduled with `tile`; the PrimFunc is marked as scheduled."""
+def schedule_conv(func, tile: ConvTile, weights: str = "keep"):
+    """`func` (matched by match_conv) scheduled with `tile`; the PrimFunc is marked as scheduled.
+
+    `weights` "packed" or "pack-step" store the weights as contiguous panels of the tile's channels,
+    [Cout / (cv*vec), kh, kw, Cin, cv*vec], so each panel streams from memory in order (the 7x7 stage's
+    2 MB weight matrices are otherwise read in 128-byte pieces 4 KB apart). "packed": the kernel takes
+    packed weights. "pack-step": the packing is a preprocessing block that the build splits out and
+    folds into the constant weights (relax SplitLayoutRewritePreproc + FoldConstant). "keep": HWIO.
+    """
     from tvm.s_tir import Schedule
 
     sch = Schedule(func)
     blocks = sch.get_child_blocks(sch.get_sblock("root"))
     conv = next(b for b in blocks if _is_reduction(sch, b))
+    weight = sch.get(conv).reads[1].source  # topi's conv blocks read (padded input, weight)
     out = blocks[-1]
     for block in blocks:
         if not (sch.get(block).same_as(sch.get(conv)) or sch.get(block).same_as(sch.get(out))):
             sch.compute_inline(block)  # input padding and the epilogue's intermediate steps
+    if weights != "keep":
+        _pack_weights(sch, conv, weight, tile.cv * tile.vec, weights == "pack-step")
     n, y, x, f, ry, rx, rc = sch.get_loops(conv)
     y_out, y_in = sch.split(y, [None, tile.ty])
     x_out, x_in = sch.split(x, [None, tile.tx])
@@ -152,6 +162,14 @@ def schedule_conv(func, tile: ConvTile):
     init = sch.decompose_reduction(conv, ry)
     sch.vectorize(sch.get_loops(init)[-1])
     return _vectorize_marked(sch.mod["main"]).with_attr("tirx.is_scheduled", True)
+
+
+def _pack_weights(sch, conv, weight, width: int, as_step: bool) -> None:
+    index = next(i for i, r in enumerate(sch.get(conv).reads) if r.source.same_as(weight))
+    if as_step:
+        step = sch.cache_read(conv, index, "global")
+        sch.annotate(step, "meta_schedule.layout_rewrite_preproc", True)
+    sch.transform_layout(conv, ("read", index), lambda ry, rx, rc, f: (f // width, ry, rx, rc, f % width))
 
 
 def _vectorize_marked(func):

@@ -53,17 +53,52 @@ def conv_kernels(mod) -> dict:
 
 def apply_conv_schedules(mod, target, tiles: dict[str, ConvTile] | None = None) -> tuple[object, int, int]:
     """Schedule every matching conv kernel of `mod`; returns (module, kernels scheduled, of those with a
-    measured tile). Kernels without a measured tile get the heuristic's tile."""
+    measured tile). Kernels without a measured tile get the heuristic's tile. Constant weights get a
+    packing step; finish_packing() folds it into the constants."""
     unit = vector_unit(target)
     tiles = tiles or {}
-    mod = mod.clone() if hasattr(mod, "clone") else mod
+    constant_weights = _constant_weight_kernels(mod)
+    mod = mod.clone()
     scheduled = measured = 0
     for gv, (kernel, func) in conv_kernels(mod).items():
         tile = tiles.get(workload_key(func))
         measured += tile is not None
-        mod[gv] = schedule_conv(func, tile or default_tile(kernel, unit))
+        weights = "pack-step" if gv.name_hint in constant_weights else "keep"
+        mod[gv] = schedule_conv(func, tile or default_tile(kernel, unit), weights)
         scheduled += 1
     return mod, scheduled, measured
+
+
+def _constant_weight_kernels(mod) -> set[str]:
+    """Kernels whose every call passes a constant as argument 1 (the conv weight)."""
+    from tvm import relax
+    from tvm.ir.expr import GenericConst
+
+    constant, variable = set(), set()
+    for func in mod.functions.values():
+        if not isinstance(func, relax.Function):
+            continue
+        for block in func.body.blocks:
+            for binding in block.bindings:
+                call = binding.value
+                if not (isinstance(call, relax.Call) and getattr(call.op, "name", "") == "relax.call_tir"):
+                    continue
+                name, args = call.args[0].name_hint, call.args[1].fields
+                is_const = len(args) > 1 and isinstance(args[1], GenericConst)
+                (constant if is_const else variable).add(name)
+    return constant - variable
+
+
+def finish_packing(mod):
+    """Split the weight-packing steps out of the conv kernels and apply them to the constant weights."""
+    from tvm import relax, transform
+
+    steps = [
+        relax.transform.SplitLayoutRewritePreproc(),
+        relax.transform.FoldConstant(),
+        relax.transform.DeadCodeElimination(),
+    ]
+    return transform.Sequential(steps)(mod)
 
 
 def search_tiles(
@@ -86,7 +121,7 @@ def search_tiles(
     try:
         for key, (name, kernel, func) in todo.items():
             timed = [
-                (_time(schedule_conv(func, t), target, budget_s), t)
+                (_time(schedule_conv(func, t, weights="packed"), target, budget_s), t)
                 for t in candidate_tiles(kernel, unit, limit)
             ]
             best_s, best = min(timed, key=lambda r: r[0])

@@ -24,7 +24,13 @@ from repnext_core.compile.conv_schedule import (  # noqa: E402
     schedule_conv,
     vector_unit,
 )
-from repnext_core.compile.conv_tiles import apply_conv_schedules, conv_kernels, search_tiles  # noqa: E402
+from repnext_core.compile.conv_tiles import (  # noqa: E402
+    apply_conv_schedules,
+    conv_kernels,
+    finish_packing,
+    search_tiles,
+    workload_key,
+)
 from repnext_core.compile.fast_math import ERF_MAX_ABS_ERROR, fast_gelu_te  # noqa: E402
 from repnext_core.compile.relax_import import import_model  # noqa: E402
 from repnext_core.compile.targets import resolve_target  # noqa: E402
@@ -101,6 +107,38 @@ def test_every_candidate_tile_computes_the_same_conv(case):
         scheduled[gv] = schedule_conv(func, tile)
         out = VMRunner(tvm.relax.build(scheduled, HOST.tvm_target()))(x.numpy())
         np.testing.assert_allclose(out, ref, rtol=1e-5, atol=tol, err_msg=str(tile))
+    # As builds do it: packed constant weights, the packing folded into them at build time.
+    packed, scheduled, _ = apply_conv_schedules(prepared, HOST.tvm_target(), {workload_key(func): tiles[-1]})
+    packed = finish_packing(packed)
+    weights = [f.params[1] for g, f in packed.functions.items() if g.name_hint.startswith(gv.name_hint)]
+    assert scheduled == 1 and len(weights[0].ty.shape) == 5  # [Cout / width, kh, kw, Cin, width]
+    out = VMRunner(tvm.relax.build(packed, HOST.tvm_target()))(x.numpy())
+    np.testing.assert_allclose(out, ref, rtol=1e-5, atol=tol)
+
+
+def test_packed_kernel_reads_the_panel_layout():
+    """The kernel the tile search times takes weights as [Cout / width, kh, kw, Cin, width]."""
+    torch.manual_seed(0)
+    shape = (1, 16, 4, 4)
+    prepared = prepare(import_model(ConvBlock(16, 64, (1, 1), 1, 1, False, False).eval(), shape), HOST)
+    ((kernel, func),) = conv_kernels(prepared).values()
+    tile = candidate_tiles(kernel, VectorUnit(8, 16), limit=1)[0]
+    width = tile.cv * tile.vec
+    rng = np.random.default_rng(0)
+    x, w, b = (rng.standard_normal([int(d) for d in p.ty.shape]).astype("float32") for p in func.params[:3])
+    panels = w.reshape(1, 1, 16, 64 // width, width).transpose(3, 0, 1, 2, 4).copy()
+    outs = []
+    for weights, mode in ((w, "keep"), (panels, "packed")):
+        lib = tvm.tirx.build(
+            tvm.IRModule({"main": schedule_conv(func, tile, mode).with_attr("global_symbol", "main")}),
+            target=HOST.tvm_target(),
+        )
+        out = tvm.runtime.tensor(np.zeros([int(d) for d in func.params[-1].ty.shape], "float32"))
+        lib["main"](*(tvm.runtime.tensor(a) for a in (x, weights, b)), out)
+        outs.append(out.numpy())
+    np.testing.assert_allclose(outs[1], outs[0], rtol=1e-6, atol=1e-6)
+    expected = np.einsum("nhwc,cf->nhwf", x, w[0, 0]) + b.reshape(1, 1, 1, -1)
+    np.testing.assert_allclose(outs[0], expected, rtol=1e-5, atol=1e-4)
 
 
 def test_candidate_tiles_divide_the_output_and_fit_the_registers():
