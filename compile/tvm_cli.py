@@ -190,7 +190,10 @@ def _build(args: argparse.Namespace) -> int:
         key = tuning_db.key_for(args.model, shape, dtype, spec)
         db = tuning_db.find_db(key, [args.db] if args.db else None)
         if db is None:
-            print(f"no tuning database for {key.dirname()}: default schedules (see `repnext tune`)")
+            print(
+                f"no tuning database for {key.dirname()}: heuristic conv tiles, default schedules for the "
+                "other kernels (see `repnext tune`)"
+            )
     exe, report = build_with_report(mod, spec, db)
     meta = ArtifactMeta(
         spec,

@@ -40,7 +40,7 @@ def test_build_then_run_on_the_host(capsys, tmp_path):
         capsys, "build", "toy", "--input-size", "32", "--db", str(tmp_path), "--out", str(out)
     )
     assert rc == 0, err
-    assert "no tuning database" in stdout and "untuned" in stdout
+    assert "no tuning database" in stdout and "(0 with measured tiles), 0/" in stdout
     meta = json.loads((out / "meta.json").read_text())
     assert (
         meta["variant"] == "toy" and meta["input_shape"] == [1, 3, 32, 32] and meta["output_shape"] == [1, 10]
