@@ -4,7 +4,6 @@ MetaSchedule records of a tuning database, and applying them (or the heuristic's
 from __future__ import annotations
 
 import json
-import logging
 import os
 import time
 from pathlib import Path
@@ -14,8 +13,6 @@ import numpy as np
 from repnext_core.atomic import atomic_output
 
 from .conv_schedule import ConvTile, candidate_tiles, default_tile, match_conv, schedule_conv, vector_unit
-
-logger = logging.getLogger(__name__)
 
 TILES_FILE = "conv_tiles.json"
 FORMAT = "repnext-conv-tiles/1"
@@ -32,9 +29,13 @@ def load_tiles(db_dir: str | os.PathLike | None) -> dict[str, ConvTile]:
     """Workload key -> measured tile from `db_dir`/conv_tiles.json ({} when there is none)."""
     if db_dir is None or not (Path(db_dir) / TILES_FILE).is_file():
         return {}
-    data = json.loads((Path(db_dir) / TILES_FILE).read_text())
-    if data.get("format") != FORMAT:
-        raise ValueError(f"{Path(db_dir) / TILES_FILE} is not a {FORMAT} file; delete it to re-measure")
+    path = Path(db_dir) / TILES_FILE
+    try:
+        data = json.loads(path.read_text())
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{path} is damaged ({e}); delete it and run `repnext tune` to re-measure") from None
+    if not isinstance(data, dict) or data.get("format") != FORMAT:
+        raise ValueError(f"{path} is not a {FORMAT} file; delete it and run `repnext tune` to re-measure")
     return {key: ConvTile(**entry["tile"]) for key, entry in data["kernels"].items()}
 
 

@@ -191,3 +191,14 @@ def test_tile_search_records_and_builds_use_the_tiles(mod, tmp_path):
     assert scheduled == measured == len(tiles) > 0
     _, scheduled, measured = apply_conv_schedules(prepared, target, {})
     assert scheduled == len(tiles) and measured == 0
+
+
+def test_a_damaged_tiles_file_says_what_to_do(tmp_path):
+    from repnext_core.compile.conv_tiles import TILES_FILE, load_tiles
+
+    (tmp_path / TILES_FILE).write_text('{"format": "repnext-conv-ti')
+    with pytest.raises(ValueError, match="damaged.*repnext tune"):
+        load_tiles(tmp_path)
+    (tmp_path / TILES_FILE).write_text("[]")
+    with pytest.raises(ValueError, match="not a repnext-conv-tiles/1 file"):
+        load_tiles(tmp_path)
