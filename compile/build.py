@@ -13,7 +13,7 @@ from typing import Any
 from . import tuning_db
 from .conv_tiles import apply_conv_schedules, finish_packing, load_tiles
 from .fast_math import legalize_map
-from .layout import to_channels_last
+from .layout import to_channels_last_pass
 from .relax_import import main_signature
 from .targets import OBJECT_FILES, TargetSpec, resolve_target
 
@@ -68,21 +68,13 @@ def prepare(mod, target: TargetSpec):
         return passes(mod)
 
 
-def to_channels_last_pass():
-    """to_channels_last as a module pass, for prepare()'s pass list."""
-    import tvm
-
-    return tvm.transform.module_pass(lambda mod, _ctx: to_channels_last(mod), opt_level=0, name="ToNHWC")
-
-
-def schedule(mod, target: TargetSpec, db=None, report: BuildReport | None = None):
-    """prepare()'d module -> conv kernels hand-scheduled (tiles from `db`'s conv_tiles.json where measured),
-    the rest with `db`'s MetaSchedule records (an opened tvm Database, or None)."""
+def schedule(mod, target: TargetSpec, db=None, tiles=None, report: BuildReport | None = None):
+    """prepare()'d module -> conv kernels hand-scheduled (`tiles`: workload key -> measured tile, the
+    heuristic's elsewhere), the rest with `db`'s MetaSchedule records (an opened tvm Database, or None)."""
     import tvm
     from tvm import relax
 
     report = report or BuildReport(target)
-    tiles = load_tiles(report.db["path"]) if report.db else {}
     mod, report.conv_kernels, report.measured_tiles = apply_conv_schedules(mod, target.tvm_target(), tiles)
     if db is not None:
         with target.tvm_target(), db, tvm.transform.PassContext(opt_level=3):
@@ -101,7 +93,8 @@ def build_with_report(mod, target: TargetLike, db=None) -> tuple[Any, BuildRepor
     database = _open_db(mod, spec, db, report)
     prepared = prepare(mod, spec)
     report.kernels = _count_kernels(prepared)
-    prepared = schedule(prepared, spec, database, report)
+    tiles = load_tiles(db) if isinstance(db, str | os.PathLike) else {}
+    prepared = schedule(prepared, spec, database, tiles, report)
     # Object files are linked into someone else's binary, so their kernels must self-register (system lib).
     exe = relax.build(prepared, spec.tvm_target(), system_lib=spec.artifact_kind == OBJECT_FILES)
     report.seconds = time.perf_counter() - t0

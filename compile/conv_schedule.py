@@ -49,7 +49,6 @@ class ConvKernel:
     height: int
     width: int
     channels: int
-    reduction: int
 
 
 @dataclass(frozen=True)
@@ -85,8 +84,8 @@ def match_conv(func) -> ConvKernel | None:
     kinds = "".join("R" if _is_reduce_var(iv) else "S" for iv in block.iter_vars)
     if kinds != "SSSSRRR" or len(sch.get_loops(convs[0])) != 7:
         return None
-    n, h, w, c, ry, rx, rc = (int(iv.dom.extent) for iv in block.iter_vars)
-    return ConvKernel(h, w, c, ry * rx * rc)
+    _, h, w, c = (int(iv.dom.extent) for iv in block.iter_vars[:4])
+    return ConvKernel(h, w, c)
 
 
 def candidate_tiles(kernel: ConvKernel, unit: VectorUnit, limit: int = 16) -> list[ConvTile]:

@@ -71,7 +71,9 @@ def apply_conv_schedules(mod, target, tiles: dict[str, ConvTile] | None = None) 
 
 
 def _constant_weight_kernels(mod) -> set[str]:
-    """Kernels whose every call passes a constant as argument 1 (the conv weight)."""
+    """Kernels whose every call passes a constant as argument 1 (the conv weight).
+
+    relax's AttachAttrLayoutFreeBuffers answers the same question but renames the kernels it annotates."""
     from tvm import relax
     from tvm.ir.expr import GenericConst
 

@@ -8,8 +8,8 @@ before the pooled head; FoldConstant then transposes the weights at build time.
 from __future__ import annotations
 
 
-def to_channels_last(mod):
-    """`mod` with its conv2d ops (and what lies between them) converted to NHWC activations, HWIO weights."""
+def to_channels_last_pass():
+    """Module pass: every conv2d (and what lies between them) to NHWC activations and HWIO weights."""
     from tvm import relax
 
-    return relax.transform.ConvertLayout({"relax.nn.conv2d": ["NHWC", "HWIO"]})(mod)
+    return relax.transform.ConvertLayout({"relax.nn.conv2d": ["NHWC", "HWIO"]})

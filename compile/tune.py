@@ -15,7 +15,8 @@ from torch import nn
 from . import tune_control as control
 from . import tuning_db
 from .build import TargetLike, prepare
-from .conv_tiles import apply_conv_schedules, load_tiles, search_tiles
+from .conv_schedule import match_conv
+from .conv_tiles import search_tiles
 from .ms_measure import make_builder, make_runner
 from .relax_import import import_model, main_signature
 from .targets import TargetSpec, resolve_target
@@ -91,9 +92,8 @@ def tune(
             prepared, spec.tvm_target(), path, limit=tile_candidates, progress=progress
         )
     # The conv kernels have their own schedule; MetaSchedule tunes the rest.
-    scheduled, _, _ = apply_conv_schedules(prepared, spec.tvm_target(), load_tiles(path))
-    tasks = [t for t in ms.relax_integration.extract_tasks(scheduled, spec.tvm_target()) if not _scheduled(t)]
-    tasks = _heaviest_first(tasks)
+    tasks = ms.relax_integration.extract_tasks(prepared, spec.tvm_target())
+    tasks = _heaviest_first([t for t in tasks if match_conv(t.dispatched[0]["main"]) is None])
     report.tasks = len(tasks)
     if trials <= 0 or not tasks:
         report.seconds = time.perf_counter() - t0
@@ -142,11 +142,6 @@ def tune(
     report.records_after = tuning_db.count_records(path)
     report.seconds = time.perf_counter() - t0
     return report
-
-
-def _scheduled(task) -> bool:
-    func = task.dispatched[0]["main"]
-    return bool(func.attrs is not None and func.attrs.get("tirx.is_scheduled", False))
 
 
 def _as_module(model_or_mod, input_shape: Sequence[int] | None):

@@ -55,11 +55,11 @@ def test_fast_gelu_stays_within_its_erf_bound():
 
 
 def test_prepared_model_is_channels_last_without_libm_erf(mod):
-    text = prepare(mod, HOST).script()
+    prepared = prepare(mod, HOST)
+    text = prepared.script()
     assert "T.erf(" not in text and "fast_erf" in text
     assert 'data_layout="NCHW"' not in text
-    kernels = conv_kernels(prepare(mod, HOST))
-    assert kernels, "the toy's convs should all match the hand schedule"
+    assert conv_kernels(prepared), "the toy's convs should all match the hand schedule"
 
 
 class ConvBlock(nn.Module):
@@ -93,8 +93,7 @@ def test_every_candidate_tile_computes_the_same_conv(case):
     torch.manual_seed(0)
     block = ConvBlock(*args).eval()
     prepared = prepare(import_model(block, shape), HOST)
-    (gv,) = [gv for gv in conv_kernels(prepared)]
-    kernel, func = conv_kernels(prepared)[gv]
+    ((gv, (kernel, func)),) = conv_kernels(prepared).items()
     unit = vector_unit(HOST.tvm_target())
     tiles = candidate_tiles(kernel, unit, limit=6)
     assert default_tile(kernel, unit) == tiles[0]
@@ -142,7 +141,7 @@ def test_packed_kernel_reads_the_panel_layout():
 
 
 def test_candidate_tiles_divide_the_output_and_fit_the_registers():
-    kernel = ConvKernel(height=14, width=14, channels=384, reduction=192)
+    kernel = ConvKernel(height=14, width=14, channels=384)
     for unit in (VectorUnit(16, 32), VectorUnit(8, 16), VectorUnit(4, 32)):
         tiles = candidate_tiles(kernel, unit, limit=12)
         assert len(tiles) == 12 and {t.order for t in tiles} == {"pf", "fp"}
@@ -152,7 +151,7 @@ def test_candidate_tiles_divide_the_output_and_fit_the_registers():
         assert tiles[0].vec == unit.lanes
     # Channel counts that no full vector divides still get an exact tiling (M0's 40, the chunks' 10).
     for channels in (40, 10, 3):
-        tile = default_tile(ConvKernel(7, 7, channels, 9), VectorUnit(16, 32))
+        tile = default_tile(ConvKernel(7, 7, channels), VectorUnit(16, 32))
         assert channels % (tile.cv * tile.vec) == 0
 
 
