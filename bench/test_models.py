@@ -12,7 +12,7 @@ import time
 import pytest
 import torch
 
-from repnext_core.compile.engines import ENGINES, make_engine, pin_threads
+from repnext_core.compile.bench.engines import ENGINES, make_engine, pin_threads
 from repnext_core.profile import count_macs
 from repnext_core.reparam import reparameterize
 from repnext_core.testing import random_model

@@ -12,7 +12,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from .atomic import atomic_output
+from .files import atomic_output
 from .model import VARIANTS
 
 StateDict = Mapping[str, torch.Tensor]
@@ -39,7 +39,8 @@ def read_checkpoint(path: str | os.PathLike, trust_checkpoint: bool = False) -> 
         found = re.search(r"GLOBAL ([\w.]+)", str(e))
         if found is None:
             raise CheckpointError(
-                f"cannot read checkpoint {str(path)!r}: the file is corrupt or not a PyTorch checkpoint ({e})"
+                f"cannot read checkpoint {str(path)!r}: the file is corrupt, truncated or not a PyTorch "
+                f"checkpoint ({_unpickler_reason(e)}); get a fresh copy of it"
             ) from None
         raise CheckpointError(
             f"checkpoint {str(path)!r} contains a pickled object {found.group(1)!r} that loading it would "
@@ -51,6 +52,13 @@ def read_checkpoint(path: str | os.PathLike, trust_checkpoint: bool = False) -> 
             f"cannot read checkpoint {str(path)!r}: the file is corrupt, truncated or not a PyTorch "
             f"checkpoint ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})"
         ) from None
+
+
+def _unpickler_reason(e: Exception) -> str:
+    """The unpickler's own complaint, without PyTorch's advice to load with weights_only=False (for a
+    damaged file that advice is wrong, and it turns the safety off)."""
+    found = re.search(r"WeightsUnpickler error:\s*(.+?)(?:\n\n|$)", str(e), re.S)
+    return " ".join(found.group(1).split()) if found else type(e).__name__
 
 
 def extract_state_dict(obj: object) -> dict[str, torch.Tensor]:
@@ -173,11 +181,6 @@ def load_checkpoint(
     check_fits(model, state_dict, strict)
     model.load_state_dict(state_dict, strict=strict)
     return model
-
-
-def write_text_atomic(path: str | os.PathLike, text: str) -> Path:
-    """Write text through a temp file and a rename, like save_atomic."""
-    return save_atomic(text, path, writer=lambda obj, f: Path(f).write_text(obj))
 
 
 def save_atomic(obj: object, path: str | os.PathLike, writer=None) -> Path:

@@ -51,26 +51,16 @@ def fusion_report(
 
 def host_build_report(variant: str = "repnext_m1", input_size: int = 224, threads: int = 1) -> str:
     """The TVM host build (tuned from the shipped database when there is one) beside torch eager and ORT."""
-    from .compile.tvm_bench import host_comparison
-    from .registry import create_model
+    from .compile.bench.harness import compare_engines, format_comparison
+    from .compile.tune.database import find_for
 
-    fused = create_model(variant, fused=True, backend="torch")
-    r = host_comparison(fused, (1, 3, input_size, input_size), threads, variant=variant)
-    rows = [
-        [
-            name,
-            f"{ms:.2f}",
-            f"{r['latency_ms']['onnxruntime'] / ms:.2f}x",
-            f"{r['max_abs_diff'].get(name, 0.0):.1e}",
-        ]
-        for name, ms in r["latency_ms"].items()
-    ]
-    table = format_table(["engine", "median ms", "vs onnxruntime", "max abs diff vs torch"], rows)
-    db = r["tuning_db"] or "none: default schedules (see `repnext tune`)"
-    return (
-        f"TVM host build of {variant}, batch 1, {input_size}x{input_size}, {threads} thread(s), timed side by side:\n"
-        f"{table}\nTVM: {r['tvm_note']}; tuning database: {db}; import + build {r['seconds']['tvm_import_and_build']:.0f} s"
+    db = find_for(variant, (1, 3, input_size, input_size), "host")
+    tvm = "tvm-tuned" if db else "tvm"
+    result = compare_engines(
+        variant, ("torch-fused", "ort", tvm), threads=threads, input_size=input_size, db=db
     )
+    source = f"tuning database {db}" if db else "no tuning database: heuristic tiles (see `repnext tune`)"
+    return f"TVM host build, timed side by side with torch and onnxruntime ({source}):\n{format_comparison(result)}"
 
 
 def arm_build_report(
@@ -81,24 +71,19 @@ def arm_build_report(
 
     import numpy as np
 
-    from .cli import main
-    from .compile.device import run_artifact_native
-    from .compile.device_build import default_build_dir
-    from .compile.device_tools import elf_arch
+    from .compile.device import default_build_dir, elf_arch, run_artifact_native
+    from .compile.tvm.build import build_artifact
+    from .registry import create_model
 
-    out = Path(out_dir) / f"{variant}-{target}"
-    if main(["build", variant, "--target", target, "--out", str(out)]) != 0:
-        return f"cross build for {target} failed (see above)"
-    lines = [f"{target} artifact: {out} ({elf_arch(out / 'model.so')} ELF)"]
+    fused = create_model(variant, fused=True, backend="torch")
+    out, report = build_artifact(fused, Path(out_dir) / f"{variant}-{target}", target, variant=variant)
+    lines = [f"{target} artifact: {out} ({elf_arch(out / 'model.so')} ELF; {report.summary()})"]
     if not (default_build_dir("aarch64") / "install" / "bin" / "repnext-run").exists():
         lines.append(
             "to check it here under qemu: `repnext build-runtime --target aarch64`, then "
             f"`repnext run {out} --qemu` (emulated outputs are exact, emulated timings mean nothing)"
         )
         return "\n".join(lines)
-    from .registry import create_model
-
-    fused = create_model(variant, fused=True, backend="torch")
     x = np.random.default_rng(0).standard_normal((1, 3, 224, 224), dtype=np.float32)
     y = run_artifact_native(out, x, qemu=True)
     with torch.no_grad():
@@ -116,7 +101,7 @@ def run_demo(
     import os
     import time
 
-    from .compile.export_report import export_report
+    from repnext_core.compile.export.report import export_report
 
     t0 = time.perf_counter()
     print(fusion_report(variant, input_size, threads=threads), flush=True)

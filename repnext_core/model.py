@@ -36,6 +36,11 @@ VARIANTS: dict[str, VariantSpec] = {
 }
 
 
+# The input normalization the authors' checkpoints were trained with (ImageNet RGB mean and std).
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
 def check_input(x: torch.Tensor, in_chans: int) -> None:
     """Refuse an input the network cannot take, with a message that says what it expects."""
     if not isinstance(x, torch.Tensor):

@@ -8,6 +8,11 @@ import torch
 from torch import nn
 
 
+def tolerance(max_abs_ref: float) -> float:
+    """The fp32 parity bound used everywhere: 1e-5 absolute plus 1e-4 of the largest reference magnitude."""
+    return 1e-5 + 1e-4 * float(max_abs_ref)
+
+
 @dataclass
 class Parity:
     """max |fused - reference| against the tolerance 1e-5 + 1e-4 * max |reference|."""
@@ -17,7 +22,7 @@ class Parity:
 
     @property
     def tolerance(self) -> float:
-        return 1e-5 + 1e-4 * self.max_abs_ref
+        return tolerance(self.max_abs_ref)
 
     @property
     def ok(self) -> bool:

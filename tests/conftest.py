@@ -40,6 +40,6 @@ def mod(toy):
     """The toy imported into Relax at the TVM tests' input shape."""
     from tvm_helpers import SHAPE
 
-    from repnext_core.compile.relax_import import import_model
+    from repnext_core.compile.tvm.importer import import_model
 
     return import_model(toy, SHAPE)

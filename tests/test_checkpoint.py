@@ -101,9 +101,12 @@ def test_corrupt_and_missing_files(tmp_path):
     truncated.write_bytes(good.read_bytes()[: os.path.getsize(good) // 2])
     garbage = tmp_path / "garbage.pth"
     garbage.write_bytes(b"not a checkpoint at all" * 10)
-    for path in (truncated, garbage):
-        with pytest.raises(CheckpointError, match="corrupt"):
+    damaged_pickle = tmp_path / "damaged_pickle.pth"
+    damaged_pickle.write_bytes(b"\x80\x02garbage" * 10)  # a pickle stream the safe unpickler rejects
+    for path in (truncated, garbage, damaged_pickle):
+        with pytest.raises(CheckpointError, match="corrupt") as e:
             load_checkpoint(create_model("repnext_m0"), path)
+        assert "weights_only" not in str(e.value)  # a damaged file is no reason to turn the safety off
     with pytest.raises(CheckpointError, match="does not exist"):
         load_checkpoint(create_model("repnext_m0"), tmp_path / "nope.pth")
 

@@ -9,7 +9,7 @@ import sys
 import pytest
 
 from repnext_core.cli import main
-from repnext_core.compile.export_common import ExportError
+from repnext_core.compile.export.common import ExportError
 
 M0_BLOCKS = 2 + 2 + 9 + 1
 
@@ -51,8 +51,8 @@ def test_export_onnx_then_inspect(m0_files, capsys):
 def test_export_coreml_census_of_repnext_m0(m0_files, capsys):
     rc, path = m0_files["coreml"]
     assert rc == 0 and (path / "Manifest.json").is_file()
-    from repnext_core.compile.inspect_coreml import inspect_coreml
-    from repnext_core.compile.model_report import block_signature
+    from repnext_core.compile.export.inspect.census import block_signature
+    from repnext_core.compile.export.inspect.coreml_inspect import inspect_coreml
 
     report = inspect_coreml(path)
     assert report.batchnorm_ops == 0 and report.precision == "fp16"
@@ -109,12 +109,12 @@ def test_bad_min_target_is_refused_before_building_the_model(tmp_path, capsys):
 
 
 def test_failed_export_exit_code_and_message(tmp_path, capsys, monkeypatch):
-    import repnext_core.compile.export_common as common
+    import repnext_core.compile.export.dispatch as dispatch
 
     def fail(*args, **kwargs):
         raise ExportError("coremltools conversion failed at op 'x'")
 
-    monkeypatch.setattr(common, "export_model", fail)
+    monkeypatch.setattr(dispatch, "export_model", fail)
     out = tmp_path / "m0.mlpackage"
     rc, _, err = _run(capsys, "export", "repnext_m0", "--format", "coreml", "--out", str(out))
     assert rc == 1 and "failed at op 'x'" in err and "nothing was written" in err
@@ -129,7 +129,7 @@ def test_inspect_of_a_missing_file(tmp_path, capsys):
 def test_registering_the_commands_imports_neither_coremltools_nor_onnx():
     code = (
         "import argparse, sys\n"
-        "from repnext_core.compile import export_cli\n"
+        "from repnext_core.cli import export as export_cli\n"
         "p = argparse.ArgumentParser(prog='repnext')\n"
         "export_cli.register(p.add_subparsers(dest='command'))\n"
         "p.format_help()\n"
@@ -142,7 +142,7 @@ def test_registering_the_commands_imports_neither_coremltools_nor_onnx():
 def test_export_report_for_the_demo(tmp_path):
     pytest.importorskip("coremltools")
     from repnext_core import reparameterize
-    from repnext_core.compile.export_report import export_report
+    from repnext_core.compile.export.report import export_report
     from repnext_core.testing import toy_model
 
     demo = export_report(reparameterize(toy_model()), tmp_path, variant="toy", input_size=64)
@@ -155,7 +155,7 @@ def test_export_report_for_the_demo(tmp_path):
 @pytest.mark.slow
 def test_export_report_repnext_m1_at_224(tmp_path):
     pytest.importorskip("coremltools")
-    from repnext_core.compile.export_report import export_report
+    from repnext_core.compile.export.report import export_report
 
     demo = export_report(None, tmp_path, "repnext_m1")
     assert demo.onnx.parity_ok

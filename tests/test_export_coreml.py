@@ -12,10 +12,11 @@ from torch import nn
 pytest.importorskip("coremltools")
 
 from repnext_core import VARIANTS, reparameterize  # noqa: E402
-from repnext_core.compile.coreml import check_std_fold, export_coreml, fold_input_std  # noqa: E402
-from repnext_core.compile.export_common import IMAGENET_MEAN, IMAGENET_STD, ExportError  # noqa: E402
-from repnext_core.compile.inspect_coreml import coreml_weights, inspect_coreml  # noqa: E402
-from repnext_core.compile.model_report import ModelReport, block_signature  # noqa: E402
+from repnext_core.compile.export.common import ExportError  # noqa: E402
+from repnext_core.compile.export.coreml_export import check_std_fold, export_coreml, fold_input_std  # noqa: E402
+from repnext_core.compile.export.inspect.census import ModelReport, block_signature  # noqa: E402
+from repnext_core.compile.export.inspect.coreml_inspect import coreml_weights, inspect_coreml  # noqa: E402
+from repnext_core.model import IMAGENET_MEAN, IMAGENET_STD  # noqa: E402
 from repnext_core.testing import toy_model  # noqa: E402
 
 SHAPE = (1, 3, 64, 64)

@@ -10,9 +10,10 @@ import torch
 from torch import nn
 
 from repnext_core import count_batchnorms
-from repnext_core.atomic import atomic_output, replace_path
-from repnext_core.compile.export_common import ExportError, check_format, check_output_path, export_model
-from repnext_core.compile.inspect_model import detect_format, inspect_model
+from repnext_core.compile.export.common import ExportError, check_format, check_output_path
+from repnext_core.compile.export.dispatch import export_model
+from repnext_core.compile.export.inspect.dispatch import detect_format, inspect_model
+from repnext_core.files import atomic_output, replace_path
 from repnext_core.testing import toy_model
 
 SHAPE = (1, 3, 64, 64)
@@ -126,7 +127,7 @@ def test_failed_coreml_conversion_names_the_op_and_leaves_nothing(tmp_path, monk
 
 def test_interrupted_coreml_save_leaves_nothing_and_keeps_the_old_package(tmp_path, monkeypatch):
     pytest.importorskip("coremltools")
-    import repnext_core.compile.coreml as coreml
+    import repnext_core.compile.export.coreml_export as coreml
 
     out = tmp_path / "m.mlpackage"
     out.mkdir()
@@ -185,7 +186,7 @@ def test_atomic_output_requires_the_writer_to_produce_something(tmp_path):
 def test_replace_path_restores_the_old_output_if_the_final_rename_fails(tmp_path, monkeypatch):
     import os
 
-    import repnext_core.atomic as atomic
+    import repnext_core.files as files
 
     dst, src = tmp_path / "m.onnx", tmp_path / "new.onnx"
     dst.write_text("old")
@@ -199,7 +200,7 @@ def test_replace_path_restores_the_old_output_if_the_final_rename_fails(tmp_path
             raise OSError("rename failed")
         return real(a, b)
 
-    monkeypatch.setattr(atomic.os, "replace", flaky)
+    monkeypatch.setattr(files.os, "replace", flaky)
     with pytest.raises(OSError, match="rename failed"):
         replace_path(src, dst)
     assert dst.read_text() == "old"

@@ -11,11 +11,12 @@ onnx = pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")
 
 from repnext_core import reparameterize  # noqa: E402
-from repnext_core.compile.export_common import ExportError  # noqa: E402
-from repnext_core.compile.inspect_onnx import inspect_onnx  # noqa: E402
-from repnext_core.compile.model_report import block_signature  # noqa: E402
-from repnext_core.compile.onnx_export import export_onnx, graph_problems, tolerance  # noqa: E402
+from repnext_core.compile.export.common import ExportError  # noqa: E402
+from repnext_core.compile.export.inspect.census import block_signature  # noqa: E402
+from repnext_core.compile.export.inspect.onnx_inspect import inspect_onnx  # noqa: E402
+from repnext_core.compile.export.onnx_export import export_onnx, graph_problems  # noqa: E402
 from repnext_core.testing import toy_model  # noqa: E402
+from repnext_core.verify import tolerance  # noqa: E402
 
 SHAPE = (1, 3, 64, 64)
 # One fused block at opset 18: GELU is spelled out as x * 0.5 * (1 + erf(x / sqrt 2)).
@@ -56,7 +57,7 @@ def _ort_vs_torch(path, model: nn.Module, batch: int) -> tuple[float, float]:
         ref = model(x).numpy()
     got = session.run(None, {"image": x.numpy()})[0]
     assert got.shape == ref.shape
-    return float(np.abs(got - ref).max()), tolerance(ref)
+    return float(np.abs(got - ref).max()), tolerance(np.abs(ref).max())
 
 
 def test_static_export_matches_torch(exports, fused_toy):
@@ -142,7 +143,7 @@ def test_graph_problems_flags_batchnorm_and_gather_chains():
 
 
 def test_parity_failure_writes_nothing(tmp_path, fused_toy, monkeypatch):
-    import repnext_core.compile.onnx_export as mod
+    import repnext_core.compile.export.onnx_export as mod
 
     monkeypatch.setattr(mod, "run_parity", lambda *a, **k: (1.0, 1e-5))
     with pytest.raises(ExportError, match="differs from PyTorch"):

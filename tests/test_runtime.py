@@ -227,7 +227,7 @@ def test_build_runtime_cli(monkeypatch, capsys, tmp_path):
     """`repnext build-runtime` parses its options and turns a DeviceError into exit code 2."""
     import argparse
 
-    from repnext_core.compile import device_cli
+    from repnext_core.cli import device as device_cli
 
     parser = argparse.ArgumentParser()
     device_cli.register(parser.add_subparsers(dest="command"))

@@ -112,8 +112,8 @@ def test_run_artifact_native_qemu(arm_build, arm_artifact, tmp_path):
 def test_metaschedule_tunes_through_the_arm_rpc_server(arm_build, tmp_path):
     """A few MetaSchedule trials for cortex-a72, measured by the aarch64 server under qemu via a tracker."""
     from repnext_core import reparameterize
-    from repnext_core.compile.tune import tune
-    from repnext_core.compile.tvm_rpc import Tracker
+    from repnext_core.compile.device.tracker import Tracker
+    from repnext_core.compile.tune.tuner import tune
     from repnext_core.testing import toy_model
 
     model = reparameterize(toy_model(seed=0)).eval()

@@ -16,7 +16,7 @@ pytest.importorskip("tvm")
 
 from tvm_helpers import SHAPE  # noqa: E402  (the shape the shared `mod` fixture uses)
 
-from repnext_core.compile.artifact import (  # noqa: E402
+from repnext_core.compile.tvm.artifact import (  # noqa: E402
     ArtifactError,
     ArtifactMeta,
     VMRunner,
@@ -24,9 +24,9 @@ from repnext_core.compile.artifact import (  # noqa: E402
     load_artifact,
     read_meta,
 )
-from repnext_core.compile.build import build, build_with_report  # noqa: E402
-from repnext_core.compile.relax_import import main_signature  # noqa: E402
-from repnext_core.compile.targets import resolve_target  # noqa: E402
+from repnext_core.compile.tvm.build import build, build_with_report  # noqa: E402
+from repnext_core.compile.tvm.importer import main_signature  # noqa: E402
+from repnext_core.compile.tvm.targets import resolve_target  # noqa: E402
 
 EM_AARCH64 = 183
 MACHO_64 = b"\xcf\xfa\xed\xfe"
@@ -76,7 +76,7 @@ def test_artifact_round_trip_in_a_fresh_process(toy, mod, host_build, x, tmp_pat
     assert sorted(p.name for p in tmp_path.iterdir()) == ["art"]  # no temp dirs left behind
     np.save(tmp_path / "x.npy", x)
     code = (
-        "import sys, numpy as np; from repnext_core.compile.artifact import run_artifact; "
+        "import sys, numpy as np; from repnext_core.compile.tvm.artifact import run_artifact; "
         "np.save(sys.argv[2], run_artifact(sys.argv[1], np.load(sys.argv[3])))"
     )
     proc = subprocess.run(

@@ -26,7 +26,7 @@ def _run(capsys, *argv: str) -> tuple[int, str, str]:
 
 def test_help_does_not_import_tvm():
     code = (
-        "import argparse, sys; from repnext_core.compile import tvm_cli; "
+        "import argparse, sys; from repnext_core.cli import tvm as tvm_cli; "
         "p = argparse.ArgumentParser(); tvm_cli.register(p.add_subparsers()); "
         "print('tvm' in sys.modules)"
     )

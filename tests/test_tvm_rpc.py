@@ -14,12 +14,12 @@ import torch
 pytest.importorskip("tvm")
 
 from repnext_core import reparameterize  # noqa: E402
-from repnext_core.compile.artifact import ArtifactMeta, export_artifact  # noqa: E402
-from repnext_core.compile.build import build_with_report  # noqa: E402
-from repnext_core.compile.relax_import import import_model, main_signature  # noqa: E402
-from repnext_core.compile.targets import resolve_target  # noqa: E402
-from repnext_core.compile.tune import tune  # noqa: E402
-from repnext_core.compile.tvm_rpc import Tracker, TrackerError, run_remote  # noqa: E402
+from repnext_core.compile.device.tracker import Tracker, TrackerError, run_remote  # noqa: E402
+from repnext_core.compile.tune.tuner import tune  # noqa: E402
+from repnext_core.compile.tvm.artifact import ArtifactMeta, export_artifact  # noqa: E402
+from repnext_core.compile.tvm.build import build_with_report  # noqa: E402
+from repnext_core.compile.tvm.importer import import_model, main_signature  # noqa: E402
+from repnext_core.compile.tvm.targets import resolve_target  # noqa: E402
 from repnext_core.testing import toy_model  # noqa: E402
 
 pytestmark = pytest.mark.slow

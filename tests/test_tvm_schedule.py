@@ -13,9 +13,9 @@ pytest.importorskip("tvm")
 
 import tvm  # noqa: E402
 
-from repnext_core.compile.artifact import VMRunner  # noqa: E402
-from repnext_core.compile.build import prepare  # noqa: E402
-from repnext_core.compile.conv_schedule import (  # noqa: E402
+from repnext_core.compile.tune.tile_search import search_tiles  # noqa: E402
+from repnext_core.compile.tvm.artifact import VMRunner  # noqa: E402
+from repnext_core.compile.tvm.conv_schedule import (  # noqa: E402
     ConvKernel,
     VectorUnit,
     candidate_tiles,
@@ -24,16 +24,16 @@ from repnext_core.compile.conv_schedule import (  # noqa: E402
     schedule_conv,
     vector_unit,
 )
-from repnext_core.compile.conv_tiles import (  # noqa: E402
+from repnext_core.compile.tvm.conv_tiles import (  # noqa: E402
     apply_conv_schedules,
     conv_kernels,
     finish_packing,
-    search_tiles,
     workload_key,
 )
-from repnext_core.compile.fast_math import ERF_MAX_ABS_ERROR, fast_gelu_te  # noqa: E402
-from repnext_core.compile.relax_import import import_model  # noqa: E402
-from repnext_core.compile.targets import resolve_target  # noqa: E402
+from repnext_core.compile.tvm.fast_math import ERF_MAX_ABS_ERROR, fast_gelu_te  # noqa: E402
+from repnext_core.compile.tvm.importer import import_model  # noqa: E402
+from repnext_core.compile.tvm.pipeline import prepare  # noqa: E402
+from repnext_core.compile.tvm.targets import resolve_target  # noqa: E402
 
 HOST = resolve_target("host")
 
@@ -183,7 +183,7 @@ def test_tile_search_records_and_builds_use_the_tiles(mod, tmp_path):
         conv_kernels(prepared)
     )
     assert search_tiles(prepared, target, tmp_path, limit=2, progress=False) == 0  # all on record
-    from repnext_core.compile.conv_tiles import load_tiles
+    from repnext_core.compile.tvm.conv_tiles import load_tiles
 
     tiles = load_tiles(tmp_path)
     _, scheduled, measured = apply_conv_schedules(prepared, target, tiles)
@@ -193,7 +193,7 @@ def test_tile_search_records_and_builds_use_the_tiles(mod, tmp_path):
 
 
 def test_a_damaged_tiles_file_says_what_to_do(tmp_path):
-    from repnext_core.compile.conv_tiles import TILES_FILE, load_tiles
+    from repnext_core.compile.tvm.conv_tiles import TILES_FILE, load_tiles
 
     (tmp_path / TILES_FILE).write_text('{"format": "repnext-conv-ti')
     with pytest.raises(ValueError, match="damaged.*repnext tune"):

@@ -6,8 +6,8 @@ import pytest
 
 pytest.importorskip("tvm")
 
-from repnext_core.compile import targets  # noqa: E402
-from repnext_core.compile.targets import TargetError, resolve_target  # noqa: E402
+from repnext_core.compile.tvm import targets  # noqa: E402
+from repnext_core.compile.tvm.targets import TargetError, resolve_target  # noqa: E402
 
 
 @pytest.mark.parametrize(

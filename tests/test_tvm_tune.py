@@ -18,12 +18,12 @@ pytest.importorskip("tvm")
 
 from tvm_helpers import SHAPE  # noqa: E402  (the shape the shared `mod` fixture uses)
 
-from repnext_core.compile import tuning_db  # noqa: E402
-from repnext_core.compile.artifact import VMRunner  # noqa: E402
-from repnext_core.compile.build import build_with_report  # noqa: E402
-from repnext_core.compile.conv_tiles import load_tiles  # noqa: E402
-from repnext_core.compile.targets import resolve_target  # noqa: E402
-from repnext_core.compile.tune import tune  # noqa: E402
+from repnext_core.compile.tune import database as tuning_db  # noqa: E402
+from repnext_core.compile.tune.tuner import tune  # noqa: E402
+from repnext_core.compile.tvm.artifact import VMRunner  # noqa: E402
+from repnext_core.compile.tvm.build import build_with_report  # noqa: E402
+from repnext_core.compile.tvm.conv_tiles import load_tiles  # noqa: E402
+from repnext_core.compile.tvm.targets import resolve_target  # noqa: E402
 
 TRIALS = 8
 

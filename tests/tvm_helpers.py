@@ -10,10 +10,10 @@ SHAPE = (1, 3, 32, 32)
 def make_toy_artifact(out_dir: Path, target: str) -> tuple[Path, torch.nn.Module]:
     """A fused toy RepNeXt built for `target` with the project's TVM path; returns (artifact, model)."""
     from repnext_core import reparameterize
-    from repnext_core.compile.artifact import ArtifactMeta, export_artifact
-    from repnext_core.compile.build import build
-    from repnext_core.compile.relax_import import import_model, main_signature
-    from repnext_core.compile.targets import resolve_target
+    from repnext_core.compile.tvm.artifact import ArtifactMeta, export_artifact
+    from repnext_core.compile.tvm.build import build
+    from repnext_core.compile.tvm.importer import import_model, main_signature
+    from repnext_core.compile.tvm.targets import resolve_target
     from repnext_core.testing import toy_model
 
     model = reparameterize(toy_model(seed=0)).eval()

@@ -1,0 +1,1 @@
+"""The op census of exported .mlpackage and .onnx files: ops, conv kernels, blocks, precision, I/O."""

@@ -1,0 +1,1 @@
+"""Tuning: MetaSchedule search, conv tile search, their databases (databases/ holds the shipped ones)."""

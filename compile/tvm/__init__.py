@@ -1,0 +1,1 @@
+"""TVM: Relax import, the one pass pipeline, conv schedules and tiles, targets, build, artifacts."""

@@ -1,0 +1,199 @@
+"""Hand-written CPU schedule for the NHWC convolutions (1x1, depthwise, strided) and their fused epilogues.
+
+Every conv kernel of the fused RepNeXt, MLP 1x1s and token-mixer depthwise alike, has the loop nest
+(n, y, x, f | ry, rx, rc). The schedule keeps a register tile of ty x tx output pixels by cv vectors of
+output channels, runs the whole reduction over it, then applies bias/GELU/residual to the tile while it is
+still in registers: the sgemm micro-kernel shape, reaching the machine's sgemm rate on the MLP 1x1s.
+MetaSchedule's CPU search space cannot express it: its vectorize primitive refuses a loop nested in the
+reduction, so the schedule marks that loop and `_vectorize_marked` sets the loop kind directly.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import asdict, dataclass
+
+# Loops marked with this annotation become vectorized loops after scheduling (see module docstring).
+_VECTORIZE_MARK = "repnext_vectorize"
+_MARKED_LOOP = re.compile(
+    r'T\.serial\(([^,()]+(?:\([^()]*\))?), annotations=\{"' + _VECTORIZE_MARK + r'": 1\}\)'
+)
+_CONV_BLOCK = re.compile(r"^(group_)?conv2d_nhwc")
+
+
+@dataclass(frozen=True)
+class ConvTile:
+    """Register tile: ty x tx output pixels by cv vectors of vec channels; `order` puts pixel tiles ("pf")
+    or channel blocks ("fp") outermost."""
+
+    tx: int
+    ty: int
+    cv: int
+    vec: int
+    order: str = "pf"
+
+    @property
+    def accumulators(self) -> int:
+        """Vector registers the tile holds across the reduction."""
+        return self.tx * self.ty * self.cv
+
+    def to_json(self) -> dict:
+        """As stored in conv_tiles.json."""
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class ConvKernel:
+    """The shape facts of a matched NHWC conv kernel that tiling depends on."""
+
+    height: int
+    width: int
+    channels: int
+
+
+@dataclass(frozen=True)
+class VectorUnit:
+    """What the target's SIMD unit offers: float32 lanes per register and the register count."""
+
+    lanes: int
+    registers: int
+
+
+def vector_unit(target) -> VectorUnit:
+    """AVX-512 (16 lanes, 32 registers), AVX2 (8, 16), NEON (4, 32), from a tvm.target.Target."""
+    from tvm.target.codegen import target_has_features
+
+    triple = str(target.attrs.get("mtriple", ""))
+    if triple.startswith(("aarch64", "arm")):
+        return VectorUnit(4, 32)
+    if target_has_features("avx512f", target):
+        return VectorUnit(16, 32)
+    return VectorUnit(8, 16)
+
+
+def match_conv(func) -> ConvKernel | None:
+    """The kernel's ConvKernel when `func` is one NHWC conv plus elementwise blocks, else None."""
+    from tvm.s_tir import Schedule
+
+    sch = Schedule(func)
+    blocks = sch.get_child_blocks(sch.get_sblock("root"))
+    convs = [b for b in blocks if _is_reduction(sch, b)]
+    if len(convs) != 1 or not _CONV_BLOCK.match(sch.get(convs[0]).name_hint):
+        return None
+    block = sch.get(convs[0])
+    kinds = "".join("R" if _is_reduce_var(iv) else "S" for iv in block.iter_vars)
+    if kinds != "SSSSRRR" or len(sch.get_loops(convs[0])) != 7:
+        return None
+    _, h, w, c = (int(iv.dom.extent) for iv in block.iter_vars[:4])
+    return ConvKernel(h, w, c)
+
+
+def candidate_tiles(kernel: ConvKernel, unit: VectorUnit, limit: int = 16) -> list[ConvTile]:
+    """Tiles that divide the output exactly and fit the register file, most promising first."""
+    budget = unit.registers - 1  # accumulators + one weight vector per channel vector + the broadcast input
+    vecs = [v for v in (unit.lanes, unit.lanes // 2, unit.lanes // 4) if v >= 2 and kernel.channels % v == 0]
+    if not vecs:
+        vecs = [kernel.channels] if kernel.channels <= unit.lanes else [1]
+    tiles = []
+    for vec in vecs[:2]:
+        for cv in _divisors(kernel.channels // vec, 4):
+            for tx in _divisors(kernel.width, 16):
+                for ty in _divisors(kernel.height, 4):
+                    tile = ConvTile(tx, ty, cv, vec)
+                    if tile.accumulators + cv <= budget:
+                        tiles.append(tile)
+    tiles.sort(key=lambda t: _score(t, budget))
+    ranked = tiles[: max(1, limit // 2)]
+    return ranked + [ConvTile(t.tx, t.ty, t.cv, t.vec, "fp") for t in ranked][: limit - len(ranked)]
+
+
+def default_tile(kernel: ConvKernel, unit: VectorUnit) -> ConvTile:
+    """The heuristic's first choice, used where no measured tile is on record."""
+    return candidate_tiles(kernel, unit, limit=1)[0]
+
+
+def _score(tile: ConvTile, budget: int) -> tuple:
+    # Full vectors first, then a register tile near the budget, two channel vectors (enough independent
+    # FMAs per broadcast input), and wide rows of pixels (contiguous input reads).
+    return (-tile.vec, -min(tile.accumulators, budget), abs(tile.cv - 2), -tile.tx)
+
+
+def _divisors(n: int, at_most: int) -> list[int]:
+    return [d for d in range(1, min(n, at_most) + 1) if n % d == 0]
+
+
+def schedule_conv(func, tile: ConvTile, weights: str = "keep"):
+    """`func` (matched by match_conv) scheduled with `tile`; the PrimFunc is marked as scheduled.
+
+    `weights` "packed" or "pack-step" store the weights as contiguous panels of the tile's channels,
+    [Cout / (cv*vec), kh, kw, Cin, cv*vec], so each panel streams from memory in order (the 7x7 stage's
+    2 MB weight matrices are otherwise read in 128-byte pieces 4 KB apart). "packed": the kernel takes
+    packed weights. "pack-step": the packing is a preprocessing block that the build splits out and
+    folds into the constant weights (relax SplitLayoutRewritePreproc + FoldConstant). "keep": HWIO.
+    """
+    from tvm.s_tir import Schedule
+
+    sch = Schedule(func)
+    blocks = sch.get_child_blocks(sch.get_sblock("root"))
+    conv = next(b for b in blocks if _is_reduction(sch, b))
+    weight = sch.get(conv).reads[1].source  # topi's conv blocks read (padded input, weight)
+    out = blocks[-1]
+    for block in blocks:
+        if not (sch.get(block).same_as(sch.get(conv)) or sch.get(block).same_as(sch.get(out))):
+            sch.compute_inline(block)  # input padding and the epilogue's intermediate steps
+    if weights != "keep":
+        _pack_weights(sch, conv, weight, tile.cv * tile.vec, weights == "pack-step")
+    n, y, x, f, ry, rx, rc = sch.get_loops(conv)
+    y_out, y_in = sch.split(y, [None, tile.ty])
+    x_out, x_in = sch.split(x, [None, tile.tx])
+    f_out, f_vecs, f_lanes = sch.split(f, [None, tile.cv, tile.vec])
+    outer = [y_out, x_out, f_out] if tile.order == "pf" else [f_out, y_out, x_out]
+    sch.reorder(n, *outer, ry, rx, rc, y_in, x_in, f_vecs, f_lanes)
+    if not sch.get(out).same_as(sch.get(conv)):
+        sch.set_scope(conv, 0, "local")
+        sch.reverse_compute_at(out, outer[-1])
+        _, lanes = sch.split(sch.get_loops(out)[-1], [None, tile.vec])
+        sch.vectorize(lanes)
+    sch.parallel(sch.fuse(*outer[:2]))
+    for loop in (y_in, x_in, f_vecs):
+        sch.unroll(loop)
+    sch.annotate(f_lanes, _VECTORIZE_MARK, 1)
+    init = sch.decompose_reduction(conv, ry)
+    sch.vectorize(sch.get_loops(init)[-1])
+    return _vectorize_marked(sch.mod["main"]).with_attr("tirx.is_scheduled", True)
+
+
+def _pack_weights(sch, conv, weight, width: int, as_step: bool) -> None:
+    index = next(i for i, r in enumerate(sch.get(conv).reads) if r.source.same_as(weight))
+    if as_step:
+        step = sch.cache_read(conv, index, "global")
+        sch.annotate(step, "meta_schedule.layout_rewrite_preproc", True)
+    sch.transform_layout(conv, ("read", index), lambda ry, rx, rc, f: (f // width, ry, rx, rc, f % width))
+
+
+def _vectorize_marked(func):
+    """Turn the marked serial loops into vectorized ones (a round trip through TVMScript: TVM's Python
+    API has no statement mutator, and the schedule primitive would refuse these loops)."""
+    import tvm
+    from tvm.script import from_source
+
+    text = tvm.IRModule({"main": func}).script()
+    text, count = _MARKED_LOOP.subn(r"T.vectorized(\1)", text)
+    if count == 0:
+        raise RuntimeError("conv schedule: no marked loop found to vectorize")
+    return from_source(text)["main"]
+
+
+def _is_reduction(sch, block) -> bool:
+    return any(_is_reduce_var(iv) for iv in sch.get(block).iter_vars)
+
+
+def _is_reduce_var(iv) -> bool:
+    from tvm import tirx
+
+    return iv.iter_type == tirx.IterVar.CommReduce
+
+
+def is_scheduled(func) -> bool:
+    """True for a TIR kernel that already carries a schedule (ours or a tuning record's)."""
+    return bool(func.attrs is not None and func.attrs.get("tirx.is_scheduled", False))

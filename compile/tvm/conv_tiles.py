@@ -1,0 +1,107 @@
+"""Register tiles of the hand-scheduled conv kernels: reading the measured ones from conv_tiles.json beside
+the MetaSchedule records of a tuning database, and applying them (or the heuristic's) to a prepared module.
+The search that measures them is repnext_core.compile.tune.tile_search."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from repnext_core.compile.tvm.conv_schedule import (
+    ConvTile,
+    default_tile,
+    is_scheduled,
+    match_conv,
+    schedule_conv,
+    vector_unit,
+)
+
+TILES_FILE = "conv_tiles.json"
+FORMAT = "repnext-conv-tiles/1"
+
+
+def workload_key(func) -> str:
+    """Structural hash of the unscheduled kernel, independent of its name in the model."""
+    from tvm_ffi import structural_hash
+
+    return f"{structural_hash(func.without_attr('global_symbol')) & 0xFFFFFFFFFFFFFFFF:016x}"
+
+
+def load_tiles(db_dir: str | os.PathLike | None) -> dict[str, ConvTile]:
+    """Workload key -> measured tile from `db_dir`/conv_tiles.json ({} when there is none)."""
+    if db_dir is None or not (Path(db_dir) / TILES_FILE).is_file():
+        return {}
+    path = Path(db_dir) / TILES_FILE
+    try:
+        data = json.loads(path.read_text())
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{path} is damaged ({e}); delete it and run `repnext tune` to re-measure") from None
+    if not isinstance(data, dict) or data.get("format") != FORMAT:
+        raise ValueError(f"{path} is not a {FORMAT} file; delete it and run `repnext tune` to re-measure")
+    return {key: ConvTile(**entry["tile"]) for key, entry in data["kernels"].items()}
+
+
+def conv_kernels(mod) -> dict:
+    """GlobalVar -> (ConvKernel, PrimFunc) for every kernel of `mod` the hand schedule applies to."""
+    from tvm import tirx
+
+    found = {}
+    for gv, func in mod.functions.items():
+        if isinstance(func, tirx.PrimFunc) and not is_scheduled(func):
+            kernel = match_conv(func)
+            if kernel is not None:
+                found[gv] = (kernel, func)
+    return found
+
+
+def apply_conv_schedules(mod, target, tiles: dict[str, ConvTile] | None = None) -> tuple[object, int, int]:
+    """Schedule every matching conv kernel of `mod`; returns (module, kernels scheduled, of those with a
+    measured tile). Kernels without a measured tile get the heuristic's tile. Constant weights get a
+    packing step; finish_packing() folds it into the constants."""
+    unit = vector_unit(target)
+    tiles = tiles or {}
+    constant_weights = _constant_weight_kernels(mod)
+    mod = mod.clone()
+    scheduled = measured = 0
+    for gv, (kernel, func) in conv_kernels(mod).items():
+        tile = tiles.get(workload_key(func))
+        measured += tile is not None
+        weights = "pack-step" if gv.name_hint in constant_weights else "keep"
+        mod[gv] = schedule_conv(func, tile or default_tile(kernel, unit), weights)
+        scheduled += 1
+    return mod, scheduled, measured
+
+
+def _constant_weight_kernels(mod) -> set[str]:
+    """Kernels whose every call passes a constant as argument 1 (the conv weight).
+
+    relax's AttachAttrLayoutFreeBuffers answers the same question but renames the kernels it annotates."""
+    from tvm import relax
+    from tvm.ir.expr import GenericConst
+
+    constant, variable = set(), set()
+    for func in mod.functions.values():
+        if not isinstance(func, relax.Function):
+            continue
+        for block in func.body.blocks:
+            for binding in block.bindings:
+                call = binding.value
+                if not (isinstance(call, relax.Call) and getattr(call.op, "name", "") == "relax.call_tir"):
+                    continue
+                name, args = call.args[0].name_hint, call.args[1].fields
+                is_const = len(args) > 1 and isinstance(args[1], GenericConst)
+                (constant if is_const else variable).add(name)
+    return constant - variable
+
+
+def finish_packing(mod):
+    """Split the weight-packing steps out of the conv kernels and apply them to the constant weights."""
+    from tvm import relax, transform
+
+    steps = [
+        relax.transform.SplitLayoutRewritePreproc(),
+        relax.transform.FoldConstant(),
+        relax.transform.DeadCodeElimination(),
+    ]
+    return transform.Sequential(steps)(mod)

@@ -1,0 +1,74 @@
+"""`repnext bench` and `repnext demo`: engines side by side on this CPU, and the main job on defaults."""
+
+from __future__ import annotations
+
+import argparse
+
+from repnext_core.cli import options
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add the bench and demo subcommands."""
+    from repnext_core.compile.bench.engines import DEFAULT_ENGINES, ENGINES
+
+    p = subparsers.add_parser(
+        "bench",
+        help="time every engine (torch, onnxruntime, TVM) on one variant, side by side on this CPU",
+        description="Builds each engine for the same seeded model and input, checks its output against eager "
+        "fused PyTorch, then times all of them in interleaved rounds and prints ms, speedup, GFLOP/s and the "
+        "fraction of this machine's sgemm peak measured in the same run.",
+    )
+    options.add_model(p)
+    p.add_argument(
+        "--engines",
+        help=f"comma-separated, from {','.join(ENGINES)} (default: {','.join(DEFAULT_ENGINES)})",
+    )
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--input-size", type=int, default=224)
+    p.add_argument("--repeat", type=int, default=20, help="timed rounds per engine")
+    p.add_argument("--json", help="also write the results as JSON here")
+    p.set_defaults(func=bench)
+
+    p = subparsers.add_parser(
+        "demo",
+        help="the main job on built-in defaults (what `make demo` runs)",
+        description="Fuse and verify RepNeXt-M1 (seeded random weights), build it with TVM for this CPU "
+        "(tuned from the shipped database) and time it beside torch and onnxruntime, cross-build it for "
+        "cortex-a76, and export it to Core ML and ONNX. Offline, a few minutes.",
+    )
+    p.add_argument("--model", default="repnext_m1")
+    p.add_argument("--input-size", type=int, default=224)
+    p.add_argument(
+        "--threads", type=int, default=None, help="threads for every engine (default: torch's, TVM 1)"
+    )
+    p.add_argument("--out", default="out/demo", help="where the built and exported artifacts go")
+    p.add_argument("--quick", action="store_true", help="only the fusion table (no TVM build, no export)")
+    p.set_defaults(func=demo)
+
+
+def bench(args: argparse.Namespace) -> int:
+    import json
+
+    from repnext_core.compile.bench.harness import compare_engines, format_comparison
+    from repnext_core.files import write_text_atomic
+
+    engines = args.engines.split(",") if args.engines else None
+    kwargs = {"engines": engines} if engines else {}
+    result = compare_engines(
+        args.model, threads=args.threads, input_size=args.input_size, repeat=args.repeat, **kwargs
+    )
+    print(format_comparison(result))
+    if args.json:
+        write_text_atomic(args.json, json.dumps(result, indent=2))
+        print(f"wrote {args.json}")
+    return 0
+
+
+def demo(args: argparse.Namespace) -> int:
+    from repnext_core.demo import fusion_report, run_demo
+
+    if args.quick:
+        print(fusion_report(args.model, args.input_size, threads=args.threads))
+    else:
+        run_demo(args.model, args.input_size, args.threads, args.out)
+    return 0
