@@ -52,7 +52,7 @@ def markdown(results: dict) -> str:
         "Made by `REPNEXT_BENCH_THREADS=T pytest bench/test_models.py --benchmark-only --benchmark-json "
         "bench/results-T.json` for T = 1 and 2 (one process each) and `python bench/report.py bench/results-*.json`. Every engine's output was checked against eager fused "
         "PyTorch before timing. `tvm-tuned` appears only where a host tuning database is committed "
-        "(compile/databases/); `of peak` is GFLOP/s (2 x MACs / latency) over a 1024^3 sgemm in the same run.",
+        "(compile/tune/databases/); `of peak` is GFLOP/s (2 x MACs / latency) over a 1024^3 sgemm in the same run.",
         "",
     ]
     for (variant, threads), engines in sorted(results["models"].items()):
