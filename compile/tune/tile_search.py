@@ -25,7 +25,6 @@ def search_tiles(
 
     path = Path(db_dir) / TILES_FILE
     data = json.loads(path.read_text()) if path.is_file() else {"format": FORMAT, "kernels": {}}
-    unit = vector_unit(target)
     todo = {}
     for gv, (kernel, func) in conv_kernels(mod).items():
         key = workload_key(func)
@@ -36,10 +35,10 @@ def search_tiles(
         for key, (name, kernel, func) in todo.items():
             timed = [
                 (_time(schedule_conv(func, t, weights="packed"), target, budget_s), t)
-                for t in candidate_tiles(kernel, unit, limit)
+                for t in candidate_tiles(kernel, vector_unit(target, kernel.dtype), limit)
             ]
             best_s, best = min(timed, key=lambda r: r[0])
-            default = default_tile(kernel, unit)
+            default = default_tile(kernel, vector_unit(target, kernel.dtype))
             default_s = next(s for s, t in timed if t == default)
             data["kernels"][key] = {
                 "name": name,

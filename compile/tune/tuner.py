@@ -20,7 +20,7 @@ from repnext_core.compile.tune.tile_search import search_tiles
 from repnext_core.compile.tvm.build import TargetLike
 from repnext_core.compile.tvm.conv_schedule import match_conv
 from repnext_core.compile.tvm.importer import import_model, main_signature
-from repnext_core.compile.tvm.pipeline import prepare
+from repnext_core.compile.tvm.pipeline import check_precision, compute_dtype, prepare
 from repnext_core.compile.tvm.targets import TargetSpec, resolve_target
 
 logger = logging.getLogger(__name__)
@@ -64,6 +64,7 @@ def tune(
     seed: int | None = None,
     progress: bool = True,
     tile_candidates: int = 12,
+    precision: str = "fp32",
 ) -> TuneReport:
     """Tune `trials` more candidates for the model on `target`, extending its database under `work_dir`.
 
@@ -77,16 +78,17 @@ def tune(
 
     t0 = time.perf_counter()
     spec = resolve_target(target)
+    check_precision(precision, spec)
     # Both check their setup (cross compiler, tracker, runnable here), so bad setups fail before the work.
     builder, measurer = make_builder(spec, max_workers), make_runner(spec, runner)
     mod = _as_module(model_or_mod, input_shape)
-    shape, dtype, _ = main_signature(mod)
-    key = tuning_db.key_for(variant, shape, dtype, spec)
+    shape, _, _ = main_signature(mod)
+    key = tuning_db.key_for(variant, shape, compute_dtype(precision), spec)
     path = tuning_db.db_dir(work_dir, key)
     database = tuning_db.open_for(path, key, create=True)
     before = tuning_db.count_records(path)
 
-    prepared = prepare(mod, spec)
+    prepared = prepare(mod, spec, precision)
     report = TuneReport(path, trials, before, before, 0)
     if tile_candidates > 0 and spec.is_host and runner == "local":
         report.conv_tiles_measured = search_tiles(

@@ -40,6 +40,7 @@ class ArtifactMeta:
     tuning_db: dict | None = None
     kernels: int | None = None
     tuned_kernels: int | None = None
+    precision: str = "fp32"  # of the arithmetic; input and output are float32 either way
     extra: dict[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:

@@ -13,7 +13,7 @@ from typing import Any
 from repnext_core.compile.tune import database as tuning_db
 from repnext_core.compile.tvm.conv_tiles import load_tiles
 from repnext_core.compile.tvm.importer import main_signature
-from repnext_core.compile.tvm.pipeline import prepare, schedule
+from repnext_core.compile.tvm.pipeline import check_precision, compute_dtype, prepare, schedule
 from repnext_core.compile.tvm.targets import OBJECT_FILES, TargetSpec, resolve_target
 
 logger = logging.getLogger(__name__)
@@ -30,6 +30,7 @@ class BuildReport:
     tuned_kernels: int = 0
     conv_kernels: int = 0
     measured_tiles: int = 0
+    precision: str = "fp32"
     db: dict | None = None
     seconds: float = 0.0
     notes: list[str] = field(default_factory=list)
@@ -37,21 +38,22 @@ class BuildReport:
     def summary(self) -> str:
         """One line: which kernels got which schedule."""
         return (
-            f"{self.conv_kernels} conv kernels hand-scheduled ({self.measured_tiles} with measured tiles), "
+            f"{self.precision}, {self.conv_kernels} conv kernels hand-scheduled ({self.measured_tiles} with measured tiles), "
             f"{self.tuned_kernels}/{self.kernels - self.conv_kernels} others tuned"
         )
 
 
-def build_with_report(mod, target: TargetLike, db=None) -> tuple[Any, BuildReport]:
+def build_with_report(mod, target: TargetLike, db=None, precision: str = "fp32") -> tuple[Any, BuildReport]:
     """Like build(), also returning a BuildReport (kernels tuned out of all, database used, time)."""
     from tvm import relax
 
     t0 = time.perf_counter()
     spec = resolve_target(target)
-    report = BuildReport(spec)
+    check_precision(precision, spec)
+    report = BuildReport(spec, precision=precision)
     database = _open_db(mod, spec, db, report)
     tiles = load_tiles(db) if isinstance(db, str | os.PathLike) else {}
-    prepared, counts = schedule(prepare(mod, spec), spec, database, tiles)
+    prepared, counts = schedule(prepare(mod, spec, precision), spec, database, tiles)
     report.kernels, report.conv_kernels = counts.kernels, counts.conv_kernels
     report.measured_tiles, report.tuned_kernels = counts.measured_tiles, counts.tuned_kernels
     # Object files are linked into someone else's binary, so their kernels must self-register (system lib).
@@ -61,9 +63,9 @@ def build_with_report(mod, target: TargetLike, db=None) -> tuple[Any, BuildRepor
     return exe, report
 
 
-def build(mod, target: TargetLike, db=None):
+def build(mod, target: TargetLike, db=None, precision: str = "fp32"):
     """Compile a Relax IRModule for `target` into a relax.VMExecutable; `db` is a tuning database dir (or None)."""
-    return build_with_report(mod, target, db)[0]
+    return build_with_report(mod, target, db, precision)[0]
 
 
 def _open_db(mod, spec: TargetSpec, db, report: BuildReport):
@@ -72,8 +74,8 @@ def _open_db(mod, spec: TargetSpec, db, report: BuildReport):
         return None
     if not isinstance(db, str | os.PathLike):
         return db  # an already opened tvm Database, the caller vouches for it
-    shape, dtype, _ = main_signature(mod)
-    key = tuning_db.key_for("", shape, dtype, spec)
+    shape, _, _ = main_signature(mod)
+    key = tuning_db.key_for("", shape, compute_dtype(report.precision), spec)
     database = tuning_db.open_for(Path(db), key, create=False, check_variant=False)
     report.db = tuning_db.summary(db)
     return database
@@ -89,12 +91,14 @@ def build_artifact(
     checkpoint: str | os.PathLike | None = None,
     db_roots: Sequence[str | os.PathLike] | None = None,
     use_db: bool = True,
+    precision: str = "fp32",
 ) -> tuple[Path, BuildReport]:
     """Fused torch model -> artifact directory (model.so or objects, meta.json), written atomically.
 
     The tuning database for (variant, input size, target) is applied when one exists under `db_roots`
     (default: the user's, then the shipped ones); `checkpoint` is only recorded (its sha256) in meta.json.
-    The report's notes say what the build could not use.
+    `precision` "fp16" computes in half precision (ARMv8.2-A targets; within FP16_BOUND of fp32). The
+    report's notes say what the build could not use.
     """
     from repnext_core.compile.tvm.artifact import ArtifactMeta, export_artifact
     from repnext_core.compile.tvm.importer import import_model
@@ -103,13 +107,14 @@ def build_artifact(
     if input_size < 32:
         raise ValueError(f"input size must be at least 32 (the network downsamples 32x), got {input_size}")
     spec = resolve_target(target)
+    check_precision(precision, spec)
     mod = import_model(model, (1, 3, input_size, input_size))
     shape, dtype, out_shape = main_signature(mod)
     db = None
     if use_db:
-        key = tuning_db.key_for(variant, shape, dtype, spec)
+        key = tuning_db.key_for(variant, shape, compute_dtype(precision), spec)
         db = tuning_db.find_db(key, db_roots)
-    exe, report = build_with_report(mod, spec, db)
+    exe, report = build_with_report(mod, spec, db, precision)
     if use_db and db is None:
         report.notes.append(
             f"no tuning database for {key.dirname()}: heuristic conv tiles, default schedules for the "
@@ -125,5 +130,6 @@ def build_artifact(
         tuning_db=report.db,
         kernels=report.kernels,
         tuned_kernels=report.tuned_kernels,
+        precision=precision,
     )
     return export_artifact(exe, out_dir, meta), report

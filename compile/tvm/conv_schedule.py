@@ -49,26 +49,29 @@ class ConvKernel:
     height: int
     width: int
     channels: int
+    dtype: str = "float32"  # of the accumulation, which sets the lanes per vector register
 
 
 @dataclass(frozen=True)
 class VectorUnit:
-    """What the target's SIMD unit offers: float32 lanes per register and the register count."""
+    """What the target's SIMD unit offers: lanes per register (of the kernel's dtype) and the register count."""
 
     lanes: int
     registers: int
 
 
-def vector_unit(target) -> VectorUnit:
-    """AVX-512 (16 lanes, 32 registers), AVX2 (8, 16), NEON (4, 32), from a tvm.target.Target."""
+def vector_unit(target, dtype: str = "float32") -> VectorUnit:
+    """AVX-512 (512-bit, 32 registers), AVX2 (256-bit, 16), NEON (128-bit, 32), from a tvm.target.Target;
+    a register holds 4 float32 or 8 float16 lanes per 128 bits."""
     from tvm.target.codegen import target_has_features
 
+    bits = {"float32": 32, "float16": 16}[dtype]
     triple = str(target.attrs.get("mtriple", ""))
     if triple.startswith(("aarch64", "arm")):
-        return VectorUnit(4, 32)
+        return VectorUnit(128 // bits, 32)
     if target_has_features("avx512f", target):
-        return VectorUnit(16, 32)
-    return VectorUnit(8, 16)
+        return VectorUnit(512 // bits, 32)
+    return VectorUnit(256 // bits, 16)
 
 
 def match_conv(func) -> ConvKernel | None:
@@ -85,7 +88,7 @@ def match_conv(func) -> ConvKernel | None:
     if kinds != "SSSSRRR" or len(sch.get_loops(convs[0])) != 7:
         return None
     _, h, w, c = (int(iv.dom.extent) for iv in block.iter_vars[:4])
-    return ConvKernel(h, w, c)
+    return ConvKernel(h, w, c, str(block.writes[0].source.dtype))
 
 
 def candidate_tiles(kernel: ConvKernel, unit: VectorUnit, limit: int = 16) -> list[ConvTile]:

@@ -59,7 +59,6 @@ def apply_conv_schedules(mod, target, tiles: dict[str, ConvTile] | None = None) 
     """Schedule every matching conv kernel of `mod`; returns (module, kernels scheduled, of those with a
     measured tile). Kernels without a measured tile get the heuristic's tile. Constant weights get a
     packing step; finish_packing() folds it into the constants."""
-    unit = vector_unit(target)
     tiles = tiles or {}
     constant_weights = _constant_weight_kernels(mod)
     mod = mod.clone()
@@ -68,7 +67,9 @@ def apply_conv_schedules(mod, target, tiles: dict[str, ConvTile] | None = None) 
         tile = tiles.get(workload_key(func))
         measured += tile is not None
         weights = "pack-step" if gv.name_hint in constant_weights else "keep"
-        mod[gv] = schedule_conv(func, tile or default_tile(kernel, unit), weights)
+        mod[gv] = schedule_conv(
+            func, tile or default_tile(kernel, vector_unit(target, kernel.dtype)), weights
+        )
         scheduled += 1
     return mod, scheduled, measured
 

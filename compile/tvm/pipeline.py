@@ -1,6 +1,6 @@
 """The one pass pipeline from an imported Relax module to scheduled kernels, in its named steps:
-prepare (channels-last layout, fast-math GELU, fusion into TIR kernels) -> conv schedules (measured or
-heuristic register tiles) -> MetaSchedule records for the other kernels -> weight packing.
+prepare (precision, channels-last layout, fast-math GELU, fusion into TIR kernels) -> conv schedules
+(measured or heuristic register tiles) -> MetaSchedule records for the other kernels -> weight packing.
 
 Tuning extracts its tasks from prepare()'s output and builds apply records to it, so both must run
 exactly these passes, or the structural keys of the database would not match.
@@ -14,7 +14,30 @@ from repnext_core.compile.tvm.conv_schedule import ConvTile, is_scheduled
 from repnext_core.compile.tvm.conv_tiles import apply_conv_schedules, finish_packing
 from repnext_core.compile.tvm.fast_math import legalize_map
 from repnext_core.compile.tvm.layout import to_channels_last_pass
-from repnext_core.compile.tvm.targets import TargetSpec
+from repnext_core.compile.tvm.targets import TargetError, TargetSpec
+
+PRECISIONS = ("fp32", "fp16")
+# The stated accuracy of fp16 builds (fp16 weights, activations and accumulation), tested on M0-M5 with
+# randomized BatchNorm statistics under qemu: max |y_fp16 - y_fp32| <= FP16_BOUND * max |y_fp32|.
+FP16_BOUND = 1e-2
+
+
+def check_precision(precision: str, target: TargetSpec) -> str:
+    """`precision` if `target` can run it; fp16 needs ARMv8.2-A half-precision arithmetic."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+    if precision == "fp16" and not target.has_fp16:
+        raise TargetError(
+            f"target {target.name} has no fp16 arithmetic (ARMv8.2-A +fullfp16): build it with --precision "
+            "fp32, or pick an fp16 core (cortex-a55, cortex-a76/rpi5, apple-arm64, or a JSON target whose "
+            'mattr has "+fullfp16")'
+        )
+    return precision
+
+
+def compute_dtype(precision: str) -> str:
+    """The dtype the kernels compute in; tuning databases are kept apart by it."""
+    return {"fp32": "float32", "fp16": "float16"}[precision]
 
 
 @dataclass
@@ -27,13 +50,17 @@ class ScheduleCounts:
     tuned_kernels: int = 0
 
 
-def prepare(mod, target: TargetSpec):
-    """Channels-last layout, legalize (GELU with a vectorizable erf) and fuse into TIR kernels."""
+def prepare(mod, target: TargetSpec, precision: str = "fp32"):
+    """Precision (fp16: weights, activations and arithmetic in half precision, the model's input and
+    output stay float32), channels-last layout, legalize (GELU with a vectorizable erf), fuse into TIR."""
     import tvm
     from tvm import relax
 
+    check_precision(precision, target)
+    half = [relax.transform.ToMixedPrecision(out_dtype="float16")] if precision == "fp16" else []
     passes = tvm.transform.Sequential(
         [
+            *half,
             to_channels_last_pass(),
             relax.transform.DecomposeOpsForInference(),
             relax.transform.CanonicalizeBindings(),

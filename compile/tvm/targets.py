@@ -43,6 +43,13 @@ class TargetSpec:
         digest = hashlib.sha256(canonical_json(self.target).encode()).hexdigest()[:10]
         return f"{self.name}-{digest}"
 
+    @property
+    def has_fp16(self) -> bool:
+        """ARMv8.2-A half-precision arithmetic (NEON .8h), which fp16 builds need."""
+        return str(self.target.get("mtriple", "")).startswith(("aarch64", "arm64")) and "+fullfp16" in (
+            self.target.get("mattr") or ()
+        )
+
     def tvm_target(self):
         """The tvm.target.Target (imports tvm lazily so that the CLI's --help works without it)."""
         import tvm
@@ -82,7 +89,7 @@ _ARM_PRESETS = (
             "kind": "llvm",
             "mtriple": "aarch64-apple-ios",  # = arm64-apple-ios; TVM keys its ARM rules on "aarch64"
             "mcpu": "apple-a14",
-            "mattr": ["+neon"],
+            "mattr": ["+neon", "+fullfp16"],
             "num-cores": 6,
         },
         None,

@@ -47,6 +47,17 @@ def add_target(p: argparse.ArgumentParser) -> None:
     p.add_argument("--db", help="tuning database root (default $REPNEXT_TVM_DB or CACHE/tvm-db)")
 
 
+def add_precision(p: argparse.ArgumentParser) -> None:
+    """--precision fp32|fp16."""
+    p.add_argument(
+        "--precision",
+        choices=("fp32", "fp16"),
+        default="fp32",
+        help="fp16: weights, activations and arithmetic in half precision (ARMv8.2-A targets such as "
+        "cortex-a55, cortex-a76, apple-arm64; outputs within 1e-2 x max|y| of fp32); default fp32",
+    )
+
+
 def input_shape(args: argparse.Namespace) -> tuple[int, int, int, int]:
     """(1, 3, S, S) from --input-size, refusing sizes the network cannot take."""
     if args.input_size < 32:

@@ -23,6 +23,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     options.add_model(p, allow_toy=True)
     options.add_target(p)
+    options.add_precision(p)
     p.add_argument("--trials", type=int, default=64, help="trials to add to the database (default 64)")
     options.add_tracker(p, "measure candidates on the board behind this RPC tracker")
     p.add_argument(
@@ -45,6 +46,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     options.add_model(p, allow_toy=True)
     options.add_target(p)
     options.add_checkpoint(p)
+    options.add_precision(p)
     p.add_argument("--no-db", action="store_true", help="ignore tuning databases (default schedules)")
     p.add_argument("--out", required=True, help="artifact directory to write (replaced atomically)")
     p.set_defaults(func=build)
@@ -86,6 +88,7 @@ def tune(args: argparse.Namespace) -> int:
         seed=args.seed,
         progress=not args.quiet,
         tile_candidates=args.tile_candidates,
+        precision=args.precision,
     )
     latency = f"; best kernels sum to {report.est_latency_ms:.3f} ms" if report.est_latency_ms else ""
     print(
@@ -104,6 +107,7 @@ def tune(args: argparse.Namespace) -> int:
 
 def build(args: argparse.Namespace) -> int:
     from repnext_core.compile.tvm.build import build_artifact
+    from repnext_core.compile.tvm.pipeline import FP16_BOUND
 
     model = options.load_fused(args.model, args.checkpoint, args.trust_checkpoint)
     if not args.checkpoint:
@@ -119,9 +123,14 @@ def build(args: argparse.Namespace) -> int:
         checkpoint=args.checkpoint,
         db_roots=[args.db] if args.db else None,
         use_db=not args.no_db,
+        precision=args.precision,
     )
     for note in report.notes:
         print(note)
+    if args.precision == "fp16":
+        print(
+            f"fp16 build: outputs within {FP16_BOUND:g} x max|y| of the fp32 build (tested on M0-M5 under qemu)"
+        )
     print(f"wrote {out} for {report.target.name} ({report.summary()}; built in {report.seconds:.1f} s)")
     return 0
 
