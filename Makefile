@@ -42,5 +42,9 @@ test-slow: lint
 bench: setup
 	$(BIN)/python -m pytest bench/ --benchmark-only
 
+.PHONY: bench-gpu
+bench-gpu: setup
+	$(BIN)/python bench/gpu_bench.py
+
 clean:
 	rm -rf $(VENV) build .pytest_cache .ruff_cache .benchmarks

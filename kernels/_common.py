@@ -44,19 +44,25 @@ def is_interpreted(kernel: Any) -> bool:
 
 @dataclass(frozen=True)
 class TileConfig:
-    """One autotune candidate: an output tile of block_h x block_w pixels of one (n, channel) plane."""
+    """One autotune candidate: an output tile of block_h x block_w pixels of one (n, channel) plane.
+
+    The channels_last (NHWC) kernels tile channels too: block_c > 0 contiguous channels per pixel.
+    """
 
     block_h: int
     block_w: int
     num_warps: int
+    block_c: int = 0
 
     @property
     def meta(self) -> dict[str, int]:
-        return {"BLOCK_H": self.block_h, "BLOCK_W": self.block_w}
+        meta = {"BLOCK_H": self.block_h, "BLOCK_W": self.block_w}
+        return meta | {"BLOCK_C": self.block_c} if self.block_c else meta
 
     @property
     def name(self) -> str:
-        return f"{self.block_h}x{self.block_w}/w{self.num_warps}"
+        c = f"x{self.block_c}" if self.block_c else ""
+        return f"{self.block_h}x{self.block_w}{c}/w{self.num_warps}"
 
 
 # Row tiles: BLOCK_W spans a whole stage row where it can (56 -> 64, 28 -> 32, 14 -> 16, 7 -> 8), so a
@@ -73,6 +79,30 @@ TILE_CONFIGS: tuple[TileConfig, ...] = (
     TileConfig(16, 16, 2),
     TileConfig(8, 8, 1),
 )
+
+
+# channels_last tiles: BLOCK_H x BLOCK_W pixels x BLOCK_C contiguous channels, 4 elements per thread as above.
+# A thread's elements run along the channels, so loads and stores vectorize across channels; the pixel
+# tile stays small because every tap of the large kernels re-reads it (from L1) at a shifted position.
+CL_TILE_CONFIGS: tuple[TileConfig, ...] = (
+    TileConfig(4, 8, 4, 16),
+    TileConfig(8, 8, 8, 16),
+    TileConfig(4, 4, 4, 32),
+    TileConfig(2, 8, 4, 32),
+    TileConfig(2, 4, 4, 64),
+    TileConfig(4, 8, 2, 8),
+    TileConfig(4, 4, 2, 16),
+)
+
+
+def cl_candidate_configs(
+    ho: int, wo: int, channels: int, configs: Sequence[TileConfig] = CL_TILE_CONFIGS
+) -> list[TileConfig]:
+    """The channels_last configs for an output plane whose channel groups have `channels` channels."""
+    bc = max(8, triton_next_pow2(channels))
+    bw, bh = max(4, triton_next_pow2(wo)), max(2, triton_next_pow2(ho))
+    picked = [c for c in configs if c.block_c <= bc and c.block_w <= bw and c.block_h <= bh]
+    return picked or [min(configs, key=lambda c: c.block_h * c.block_w * c.block_c)]
 
 
 def tile_width(w: int) -> int:
@@ -101,13 +131,28 @@ def _prune(configs: list, named_args: dict, **kwargs: Any) -> list:
     return [c for c in configs if (c.kwargs["BLOCK_H"], c.kwargs["BLOCK_W"], c.num_warps) in names]
 
 
-def autotuned(kernel: Any) -> Any:
+def _prune_cl(configs: list, named_args: dict, **kwargs: Any) -> list:
+    """Early pruning for the channels_last kernels (channel groups: CQ for the chunk op, else C)."""
+    args = {**named_args, **kwargs}
+    keep = {
+        (c.block_h, c.block_w, c.block_c, c.num_warps)
+        for c in cl_candidate_configs(args["HO"], args["WO"], args.get("CQ", args["C"]))
+    }
+    return [
+        c
+        for c in configs
+        if (c.kwargs["BLOCK_H"], c.kwargs["BLOCK_W"], c.kwargs["BLOCK_C"], c.num_warps) in keep
+    ]
+
+
+def autotuned(kernel: Any, channels_last: bool = False) -> Any:
     """Wrap a raw kernel in `triton.autotune`, keyed on channels, output size and (implicitly) dtype."""
     if triton is None or is_interpreted(kernel):
         return None  # the interpreter cannot time configs; launch() picks one instead
-    configs = [triton.Config(c.meta, num_warps=c.num_warps) for c in TILE_CONFIGS]
+    tiles, prune = (CL_TILE_CONFIGS, _prune_cl) if channels_last else (TILE_CONFIGS, _prune)
+    configs = [triton.Config(c.meta, num_warps=c.num_warps) for c in tiles]
     # Triton appends every tensor argument's dtype to this key, so fp32/fp16/bf16 tune separately.
-    return triton.autotune(configs, key=["C", "HO", "WO"], prune_configs_by={"early_config_prune": _prune})(
+    return triton.autotune(configs, key=["C", "HO", "WO"], prune_configs_by={"early_config_prune": prune})(
         kernel
     )
 
@@ -122,14 +167,31 @@ class Launch:
     constexprs: dict[str, Any]
     planes: int
     out: torch.Tensor
+    # channels_last kernels: grid axis 0 runs over (n, channel group, block of BLOCK_C channels)
+    channels_last: bool = False
+    groups: int = 1
 
     @property
     def out_hw(self) -> tuple[int, int]:
         return self.args["HO"], self.args["WO"]
 
+    @property
+    def group_channels(self) -> int:
+        """Channels per group: a block of channels never straddles two of them (the chunk op's chunks)."""
+        return self.args.get("CQ", self.args["C"])
+
+    def candidates(self) -> list[TileConfig]:
+        """The configs the autotuner may pick for this launch."""
+        if self.channels_last:
+            return cl_candidate_configs(*self.out_hw, self.group_channels)
+        return candidate_configs(*self.out_hw)
+
     def grid(self, meta: dict[str, Any]) -> tuple[int, int, int]:
         ho, wo = self.out_hw
-        return (self.planes, math.ceil(ho / meta["BLOCK_H"]), math.ceil(wo / meta["BLOCK_W"]))
+        planes = self.planes
+        if self.channels_last:
+            planes = self.out.shape[0] * self.groups * math.ceil(self.group_channels / meta["BLOCK_C"])
+        return (planes, math.ceil(ho / meta["BLOCK_H"]), math.ceil(wo / meta["BLOCK_W"]))
 
 
 def launch(plan: Launch, config: TileConfig | None = None) -> torch.Tensor:
@@ -144,7 +206,7 @@ def launch(plan: Launch, config: TileConfig | None = None) -> torch.Tensor:
             "importing triton to run them in Triton's CPU interpreter, or use the *_reference function)"
         )
     if config is None and interpreted:
-        config = candidate_configs(*plan.out_hw)[-1]
+        config = plan.candidates()[-1]
     if config is not None:
         meta = config.meta
         check_grid(plan.grid(meta))
@@ -153,7 +215,7 @@ def launch(plan: Launch, config: TileConfig | None = None) -> torch.Tensor:
         )
         plan.kernel[plan.grid(meta)](**plan.args, **plan.constexprs, **meta, **options)
     else:
-        for candidate in candidate_configs(*plan.out_hw):  # the autotuner may pick any of them
+        for candidate in plan.candidates():  # the autotuner may pick any of them
             check_grid(plan.grid(candidate.meta))
         with torch.cuda.device(x.device):
             plan.tuned[plan.grid](**plan.args, **plan.constexprs, **FP_FUSION)
@@ -249,12 +311,49 @@ def input_align(x: torch.Tensor) -> int:
     return pow2_divisor(sn, sc, sh, x.shape[3]) if sw == 1 else 1
 
 
+def is_channels_last(x: torch.Tensor) -> bool:
+    """True when the channels are x's innermost dimension (NHWC strides, views included).
+
+    Such an input runs the channels_last kernels and gets a channels_last output; anything else runs the
+    plane kernels and gets a contiguous (NCHW) output. With one channel both layouts are the same.
+    """
+    return x.shape[1] > 1 and x.stride(1) == 1 and x.stride(3) != 1
+
+
+def new_output(x: torch.Tensor, shape: Sequence[int]) -> torch.Tensor:
+    """The op's output: `shape`, x's dtype and device, channels_last exactly when x is (see above).
+
+    The real kernels and the fake (meta) implementations both allocate through here, so the strides that
+    torch.compile / export propagate are the ones the kernels write.
+    """
+    fmt = torch.channels_last if is_channels_last(x) else torch.contiguous_format
+    return torch.empty(tuple(shape), dtype=x.dtype, device=x.device, memory_format=fmt)
+
+
 def new_launch(
-    kernel: Any, tuned: Any, x: torch.Tensor, out: torch.Tensor, args: dict, constexprs: dict
+    kernel: Any,
+    tuned: Any,
+    x: torch.Tensor,
+    out: torch.Tensor,
+    args: dict,
+    constexprs: dict,
+    cl: tuple[Any, Any] | None = None,
+    groups: int = 1,
 ) -> Launch:
-    """An op's launch: its own args plus the input's pointer, strides, sizes and both alignment hints."""
+    """An op's launch: its own args plus the input's pointer, strides, sizes and both alignment hints.
+
+    `cl` is the op's (kernel, tuned) pair for channels_last input; it is used when x is channels_last.
+    """
     ho, wo = out.shape[-2:]
-    args = {**input_args(x), **args, "y_ptr": out, "H": x.shape[2], "W": x.shape[3], "HO": ho, "WO": wo}
+    sizes = {"y_ptr": out, "H": x.shape[2], "W": x.shape[3], "HO": ho, "WO": wo}
+    if cl is not None and is_channels_last(x):
+        sn, _, sh, sw = x.stride()
+        args = {"x_ptr": x, "sxn": sn, "sxh": sh, "sxw": sw, **args, **sizes}
+        channels = args.get("CQ", args["C"])
+        x_align = pow2_divisor(sn, sh, sw, channels)
+        constexprs = {**constexprs, "X_ALIGN": x_align, "Y_ALIGN": pow2_divisor(out.shape[1], channels)}
+        return Launch(*cl, args, constexprs, 0, out, channels_last=True, groups=groups)
+    args = {**input_args(x), **args, **sizes}
     constexprs = {**constexprs, "X_ALIGN": input_align(x), "Y_ALIGN": pow2_divisor(wo)}
     return Launch(kernel, tuned, args, constexprs, x.shape[0] * x.shape[1], out)
 
@@ -319,3 +418,40 @@ def store_tile(y_ptr, plane, acc, oh, ow, HO, WO, Y_ALIGN: tl.constexpr):
     WO = aligned(WO, Y_ALIGN)
     yp = y_ptr + plane.to(tl.int64) * HO * WO
     tl.store(yp + oh * WO + ow, acc.to(y_ptr.dtype.element_ty), mask=(oh < HO) & (ow < WO))
+
+
+# ---- channels_last (NHWC) helpers: tiles are [BLOCK_H, BLOCK_W, BLOCK_C], channels innermost ----
+
+
+@jit
+def cl_program(
+    x_ptr, CG, GROUPS: tl.constexpr, sxn, GC_ALIGNED, X_ALIGN: tl.constexpr, BLOCK_H: tl.constexpr,
+    BLOCK_W: tl.constexpr, BLOCK_C: tl.constexpr,
+):  # fmt: skip
+    """This program's image n, channel group g, channels of the group cc [1, 1, BLOCK_C] (+ mask),
+    absolute channels c, tile rows oh [BLOCK_H, 1, 1] / columns ow [1, BLOCK_W, 1] and input pointers.
+
+    Axis 0 runs over (n, group, block of BLOCK_C channels); a block never straddles two groups, so the
+    chunk op's branch is uniform over the program. GC_ALIGNED is CG spelled with its alignment hint.
+    """
+    CB = tl.cdiv(CG, BLOCK_C)
+    pid = tl.program_id(0)
+    n = pid // (GROUPS * CB)
+    gb = pid % (GROUPS * CB)
+    g = gb // CB
+    cc = (gb % CB) * BLOCK_C + tl.arange(0, BLOCK_C)[None, None, :]
+    c_ok = cc < CG
+    c = g * GC_ALIGNED + cc
+    oh = tl.program_id(1) * BLOCK_H + tl.arange(0, BLOCK_H)[:, None, None]
+    ow = tl.program_id(2) * BLOCK_W + tl.arange(0, BLOCK_W)[None, :, None]
+    xp = x_ptr + n.to(tl.int64) * aligned(sxn, X_ALIGN) + c
+    return n, g, cc, c_ok, c, oh, ow, xp
+
+
+@jit
+def store_tile_cl(y_ptr, n, c, c_ok, acc, oh, ow, HO, WO, CY, Y_ALIGN: tl.constexpr):
+    """Write one fp32 [BLOCK_H, BLOCK_W, BLOCK_C] tile into channels c of the channels_last output."""
+    CY = aligned(CY, Y_ALIGN)
+    yp = y_ptr + n.to(tl.int64) * HO * WO * CY
+    mask = (oh < HO) & (ow < WO) & c_ok
+    tl.store(yp + (oh * WO + ow) * CY + c, acc.to(y_ptr.dtype.element_ty), mask=mask)

@@ -24,19 +24,17 @@ from dataclasses import dataclass
 
 import torch
 
-from ._common import FP_FUSION, Launch, TileConfig, candidate_configs, is_interpreted, require_triton
+from repnext_core.model import VARIANTS
+
+from ._common import FP_FUSION, Launch, TileConfig, is_interpreted, require_triton
 
 ARCHS = {"sm_80": 80, "sm_90": 90}
 DTYPE_NAMES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
-# Stage widths of the published variants (M3 and M4 differ in depth only); stage i runs at 56 / 2**i.
-VARIANT_DIMS = {
-    "m0": (40, 80, 160, 320),
-    "m1": (48, 96, 192, 384),
-    "m2": (56, 112, 224, 448),
-    "m3": (64, 128, 256, 512),
-    "m4": (64, 128, 256, 512),
-    "m5": (80, 160, 320, 640),
-}
+# Input layouts: NCHW runs the plane kernels, NHWC (channels_last) the channel-vectorized ones.
+LAYOUTS = ("nchw", "nhwc")
+# Stage widths of the published variants, from the model's own table ("m0".."m5"; M3 and M4 differ in
+# depth only); stage i runs at 56 / 2**i.
+VARIANT_DIMS = {name.removeprefix("repnext_"): spec.embed_dim for name, spec in VARIANTS.items()}
 RESOLUTIONS = (56, 28, 14, 7)
 STANDALONE_VARIANT = "m0"
 PTXAS_RE = {
@@ -55,6 +53,7 @@ class Case:
     channels: int
     size: int
     dtype: str
+    layout: str = "nchw"
 
     @property
     def label(self) -> str:
@@ -75,6 +74,8 @@ def plan_case(case: Case) -> Launch:
     dt = DTYPE_NAMES[case.dtype]
     c, s = case.channels, case.size
     x = _param((1, c, s, s), dt)
+    if case.layout == "nhwc":
+        x = _param((1, s, s, c), dt).permute(0, 3, 1, 2)
     if case.op == "chunk_dwconv":
         q = c // 4
         kernels = ((q, 1, 3, 3), (q,), (q, 1, 7, 7), (q,), (q, 1, 1, 11), (q,), (q, 1, 11, 1), (q,))
@@ -96,8 +97,10 @@ def plan_case(case: Case) -> Launch:
     return plan_dwconv(x, _param((c, 1, k, k), dt), _param((c,), dt), stride)
 
 
-def model_cases(quick: bool = False, dtypes: Sequence[str] = tuple(DTYPE_NAMES)) -> list[Case]:
-    """Every (op, channels, size, dtype) the fused M0-M5 run at 224x224, plus the standalone ops.
+def model_cases(
+    quick: bool = False, dtypes: Sequence[str] = tuple(DTYPE_NAMES), layouts: Sequence[str] = LAYOUTS
+) -> list[Case]:
+    """Every (op, channels, size, dtype, layout) the fused M0-M5 run at 224x224, plus the standalone ops.
 
     chunk_dwconv runs on every stage's width at its resolution; copy_dwconv on each downsample's input
     (stages 1-3). The model does not call the standalone dwconv2d / separable ops; they are swept at
@@ -109,22 +112,24 @@ def model_cases(quick: bool = False, dtypes: Sequence[str] = tuple(DTYPE_NAMES))
             Case("chunk_dwconv", 40, 56, "fp16"),
             Case("copy_dwconv", 80, 28, "bf16"),
             Case("separable_dwconv2d", 20, 14, "fp32"),
+            Case("chunk_dwconv", 64, 56, "fp32", "nhwc"),
         ]
     cases: set[Case] = set()
     for variant, dims in VARIANT_DIMS.items():
         for i, (c, s) in enumerate(zip(dims, RESOLUTIONS)):
             for dt in dtypes:
-                cases.add(Case("chunk_dwconv", c, s, dt))
-                if i < 3:
-                    cases.add(Case("copy_dwconv", c, s, dt))
-                if variant != STANDALONE_VARIANT:
-                    continue
-                for op in ("dwconv2d_3x3", "dwconv2d_7x7", "separable_dwconv2d"):
-                    cases.add(Case(op, c // 4, s, dt))
-                if i < 3:
-                    for op in ("dwconv2d_3x3s2", "dwconv2d_7x7s2"):
-                        cases.add(Case(op, c, s, dt))
-    return sorted(cases, key=lambda k: (k.op, k.dtype, -k.size, k.channels))
+                for lay in layouts:
+                    cases.add(Case("chunk_dwconv", c, s, dt, lay))
+                    if i < 3:
+                        cases.add(Case("copy_dwconv", c, s, dt, lay))
+                    if variant != STANDALONE_VARIANT:
+                        continue
+                    for op in ("dwconv2d_3x3", "dwconv2d_7x7", "separable_dwconv2d"):
+                        cases.add(Case(op, c // 4, s, dt, lay))
+                    if i < 3:
+                        for op in ("dwconv2d_3x3s2", "dwconv2d_7x7s2"):
+                            cases.add(Case(op, c, s, dt, lay))
+    return sorted(cases, key=lambda k: (k.op, k.layout, k.dtype, -k.size, k.channels))
 
 
 def specialize(plan: Launch, config: TileConfig, arch: int) -> tuple:
@@ -179,6 +184,7 @@ def compile_job(job: tuple[Case, TileConfig, int]) -> dict:
     st, st_vec = _count(ptx, "st")
     return {
         "op": case.op,
+        "layout": case.layout,
         "dtype": case.dtype,
         "arch": f"sm_{arch}",
         "config": config.name,
@@ -199,7 +205,7 @@ def _jobs(cases: Sequence[Case], archs: Sequence[int], quick: bool = False) -> t
     jobs, users = {}, {}
     for case in cases:
         plan = plan_case(case)
-        configs = candidate_configs(*plan.out_hw)
+        configs = plan.candidates()
         for config in configs[-1:] if quick else configs:
             for arch in archs:
                 key = specialize(plan, config, arch)[3]
@@ -240,7 +246,10 @@ def resource_table(
         row["layers"] = " ".join(
             sorted(set(users[key]), key=lambda s: (-int(s.split("@")[1]), int(s.split("@")[0])))
         )
-    return sorted(rows, key=lambda r: (r["op"], r["dtype"], r["arch"], r["config"], r["layers"]))
+    return sorted(
+        rows,
+        key=lambda r: (r["op"], r.get("layout", "nchw"), r["dtype"], r["arch"], r["config"], r["layers"]),
+    )
 
 
 def _in_subprocess(archs: Sequence[str], quick: bool) -> list[dict]:
@@ -257,6 +266,7 @@ def _in_subprocess(archs: Sequence[str], quick: bool) -> list[dict]:
 
 COLUMNS = (
     ("op", "op"),
+    ("layout", "layout"),
     ("dtype", "dtype"),
     ("arch", "arch"),
     ("config", "tile/warps"),
@@ -280,17 +290,17 @@ def format_markdown(rows: Sequence[dict]) -> str:
 
 
 def summarize(rows: Sequence[dict]) -> str:
-    """One line per (op, arch): compile count, register range, worst spills and shared memory."""
+    """One line per (op, layout, arch): compile count, register range, worst spills and shared memory."""
     out = []
-    groups: dict[tuple[str, str], list[dict]] = {}
+    groups: dict[tuple[str, str, str], list[dict]] = {}
     for r in rows:
-        groups.setdefault((r["op"], r["arch"]), []).append(r)
-    for (op, arch), rs in sorted(groups.items()):
+        groups.setdefault((r["op"], r.get("layout", "nchw"), r["arch"]), []).append(r)
+    for (op, layout, arch), rs in sorted(groups.items()):
         regs = [r["regs"] for r in rs]
         spills = max(r["spill_stores"] + r["spill_loads"] for r in rs)
         smem = max(r["smem"] for r in rs)
         out.append(
-            f"{op:20s} {arch}: {len(rs):3d} configs, regs {min(regs)}-{max(regs)}, "
+            f"{op:20s} {layout} {arch}: {len(rs):3d} configs, regs {min(regs)}-{max(regs)}, "
             f"max spill {spills} B, max smem {smem} B"
         )
     return "\n".join(out)
@@ -338,7 +348,7 @@ def resources_document(rows: Sequence[dict], archs: str, quick: bool) -> str:
             "",
             f"Generated by `{cmd}`",
             f"(Triton {triton.__version__}): every configuration the autotuner may pick for the layer shapes",
-            "of RepNeXt M0-M5 at 224x224, for fp32/fp16/bf16, compiled with",
+            "of RepNeXt M0-M5 at 224x224, for fp32/fp16/bf16 and NCHW / NHWC (channels_last) input, compiled with",
             "`triton.compile` for each arch exactly as a launch would specialize it. Registers and spills",
             "are ptxas' own figures (`-v`); smem is the dynamic shared memory Triton requests; ld/st",
             "columns count `ld.global` / `st.global` instructions in the PTX and how many are vectorized",
@@ -352,7 +362,10 @@ def resources_document(rows: Sequence[dict], archs: str, quick: bool) -> str:
             "vectorized wherever the output width allows. smem is the staging buffer of the 11x1 conv's",
             "tl.gather. sm_90's ptxas uses far more registers than sm_80's for the same code (up to ~184):",
             "capping them (maxnreg 128) makes it spill, so they are left uncapped; whether the lower",
-            "occupancy costs time is for a GPU benchmark to say (bench/test_kernels.py).",
+            "occupancy costs time is for a GPU benchmark to say (bench/test_kernels.py, `make bench-gpu`).",
+            "The nhwc rows are the channels_last kernels: tiles of BLOCK_H x BLOCK_W pixels x BLOCK_C channels",
+            "(tile/warps `HxWxC`), loads and stores vectorized across the contiguous channels where the channel",
+            "count and strides allow it (a chunk of 10 channels gives 2-wide vectors, 16 or more 4-wide).",
             "",
             "```",
             summarize(rows),

@@ -6,8 +6,8 @@ import torch
 
 from . import _common as common
 from ._common import jit, tl
-from .dwconv import dw_taps, dwconv2d_reference
-from .separable import sep_taps, separable_dwconv2d_reference, separable_params
+from .dwconv import dw_taps, dw_taps_cl, dwconv2d_reference
+from .separable import sep_taps, sep_taps_cl, separable_dwconv2d_reference, separable_params
 
 
 @jit
@@ -43,6 +43,49 @@ def _chunk_kernel(
 
 
 _chunk_tuned = common.autotuned(_chunk_kernel)
+
+
+@jit
+def _chunk_cl_kernel(
+    x_ptr, w3_ptr, b3_ptr, w7_ptr, b7_ptr, wr_ptr, br_ptr, wc_ptr, bc_ptr, y_ptr, C, CQ, H, W, HO, WO, sxn,
+    sxh, sxw, KS: tl.constexpr, KM: tl.constexpr, KL: tl.constexpr, X_ALIGN: tl.constexpr,
+    Y_ALIGN: tl.constexpr, BLOCK_H: tl.constexpr, BLOCK_W: tl.constexpr, BLOCK_C: tl.constexpr,
+):  # fmt: skip
+    """One [BLOCK_H, BLOCK_W, BLOCK_C] tile of one chunk, channels_last in and out.
+
+    A block of channels lies inside one chunk (grid axis 0 runs over (n, chunk, channel block)), so the
+    branch is uniform over the program, as in the plane kernel.
+    """
+    CQa = common.aligned(CQ, X_ALIGN)
+    n, q, cc, c_ok, c, oh, ow, xp = common.cl_program(
+        x_ptr, CQ, 4, sxn, CQa, X_ALIGN, BLOCK_H, BLOCK_W, BLOCK_C
+    )
+    sxh, sxw = common.aligned(sxh, X_ALIGN), common.aligned(sxw, X_ALIGN)
+    if q == 0:
+        acc = tl.load(xp + oh * sxh + ow * sxw, mask=(oh < H) & (ow < W) & c_ok, other=0.0).to(tl.float32)
+    elif q == 1:
+        acc, _ = dw_taps_cl(
+            xp, w3_ptr + cc * KS * KS, w3_ptr, c_ok, oh, ow, H, W, sxh, sxw, 1, KS, 0, BLOCK_H, BLOCK_W,
+            BLOCK_C,
+        )  # fmt: skip
+        acc += tl.load(b3_ptr + cc, mask=c_ok, other=0.0).to(tl.float32)
+    elif q == 2:
+        acc, _ = dw_taps_cl(
+            xp, w7_ptr + cc * KM * KM, w7_ptr, c_ok, oh, ow, H, W, sxh, sxw, 1, KM, 0, BLOCK_H, BLOCK_W,
+            BLOCK_C,
+        )  # fmt: skip
+        acc += tl.load(b7_ptr + cc, mask=c_ok, other=0.0).to(tl.float32)
+    else:
+        br = tl.load(br_ptr + cc, mask=c_ok, other=0.0).to(tl.float32)
+        bc = tl.load(bc_ptr + cc, mask=c_ok, other=0.0).to(tl.float32)
+        acc = sep_taps_cl(
+            xp, wr_ptr + cc * KL, br, wc_ptr + cc * KL, bc, c_ok, oh, ow, H, W, sxh, sxw, KL, BLOCK_H,
+            BLOCK_W, BLOCK_C,
+        )  # fmt: skip
+    common.store_tile_cl(y_ptr, n, c, c_ok, acc, oh, ow, HO, WO, C, Y_ALIGN)
+
+
+_chunk_cl_tuned = common.autotuned(_chunk_cl_kernel, channels_last=True)
 PARAM_NAMES = ("w3", "b3", "w7", "b7", "w1x11", "b1x11", "w11x1", "b11x1")
 
 
@@ -68,8 +111,10 @@ def plan_chunk(x: torch.Tensor, *params: torch.Tensor) -> common.Launch:
         "b7_ptr": common.check_param(x, b7, "b7", (cq,)),
     }
     args = {**small, **mid, "wr_ptr": wr, "br_ptr": br, "wc_ptr": wc, "bc_ptr": bc, "C": c, "CQ": cq}
-    out = torch.empty_like(x, memory_format=torch.contiguous_format)
-    return common.new_launch(_chunk_kernel, _chunk_tuned, x, out, args, {"KS": ks, "KM": km, "KL": kl})
+    out = common.new_output(x, x.shape)
+    constexprs = {"KS": ks, "KM": km, "KL": kl}
+    cl = (_chunk_cl_kernel, _chunk_cl_tuned)
+    return common.new_launch(_chunk_kernel, _chunk_tuned, x, out, args, constexprs, cl, groups=4)
 
 
 def chunk_dwconv(
@@ -83,9 +128,12 @@ def chunk_dwconv(
     w11x1: torch.Tensor,
     b11x1: torch.Tensor,
 ) -> torch.Tensor:
-    """The whole block token mixer in one launch: every chunk written straight into its channels."""
+    """The whole block token mixer in one launch: every chunk written straight into its channels.
+
+    Runs as the custom op `torch.ops.repnext.chunk_dwconv`; channels_last in gives channels_last out.
+    """
     common.require_triton()
-    return common.launch(plan_chunk(x, w3, b3, w7, b7, w1x11, b1x11, w11x1, b11x1))
+    return torch.ops.repnext.chunk_dwconv(x, w3, b3, w7, b7, w1x11, b1x11, w11x1, b11x1)
 
 
 def chunk_dwconv_reference(x: torch.Tensor, *params: torch.Tensor) -> torch.Tensor:

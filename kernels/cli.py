@@ -33,7 +33,7 @@ def handle(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Standalone entry point (`python -m repnext_core.kernels.cli kernels ...`) until the CLI wires it."""
+    """Standalone entry point, `python -m repnext_core.kernels.cli kernels ...` (`repnext kernels` is the same)."""
     parser = argparse.ArgumentParser(prog="repnext")
     register(parser.add_subparsers(dest="command", required=True))
     args = parser.parse_args(argv)

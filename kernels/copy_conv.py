@@ -6,7 +6,7 @@ import torch
 
 from . import _common as common
 from ._common import jit, tl
-from .dwconv import dw_taps, dwconv2d_reference, out_size
+from .dwconv import dw_taps, dw_taps_cl, dwconv2d_reference, out_size
 
 
 @jit
@@ -33,6 +33,30 @@ def _copy_kernel(
 _copy_tuned = common.autotuned(_copy_kernel)
 
 
+@jit
+def _copy_cl_kernel(
+    x_ptr, ws_ptr, bs_ptr, wm_ptr, bm_ptr, y_ptr, C, H, W, HO, WO, sxn, sxh, sxw, KS: tl.constexpr,
+    KM: tl.constexpr, X_ALIGN: tl.constexpr, Y_ALIGN: tl.constexpr, BLOCK_H: tl.constexpr,
+    BLOCK_W: tl.constexpr, BLOCK_C: tl.constexpr,
+):  # fmt: skip
+    """One [BLOCK_H, BLOCK_W, BLOCK_C] tile, channels_last: channels c (small kernel) and C + c (large)."""
+    Ca = common.aligned(C, X_ALIGN)
+    n, _, _, c_ok, c, oh, ow, xp = common.cl_program(x_ptr, C, 1, sxn, Ca, X_ALIGN, BLOCK_H, BLOCK_W, BLOCK_C)
+    sxh, sxw = common.aligned(sxh, X_ALIGN), common.aligned(sxw, X_ALIGN)
+    acc_m, acc_s = dw_taps_cl(
+        xp, wm_ptr + c * KM * KM, ws_ptr + c * KS * KS, c_ok, oh, ow, H, W, sxh, sxw, 2, KM, KS, BLOCK_H,
+        BLOCK_W, BLOCK_C,
+    )  # fmt: skip
+    acc_s += tl.load(bs_ptr + c, mask=c_ok, other=0.0).to(tl.float32)
+    acc_m += tl.load(bm_ptr + c, mask=c_ok, other=0.0).to(tl.float32)
+    C2 = 2 * common.aligned(C, Y_ALIGN)
+    common.store_tile_cl(y_ptr, n, c, c_ok, acc_s, oh, ow, HO, WO, C2, Y_ALIGN)
+    common.store_tile_cl(y_ptr, n, C + c, c_ok, acc_m, oh, ow, HO, WO, C2, Y_ALIGN)
+
+
+_copy_cl_tuned = common.autotuned(_copy_cl_kernel, channels_last=True)
+
+
 def plan_copy(x: torch.Tensor, *params: torch.Tensor) -> common.Launch:
     """Check `copy_dwconv`'s arguments and lay out its launch."""
     common.check_input(x)
@@ -51,16 +75,21 @@ def plan_copy(x: torch.Tensor, *params: torch.Tensor) -> common.Launch:
         "wm_ptr": common.check_param(x, w7, "w7", (c, 1, km, km)),
         "bm_ptr": common.check_param(x, b7, "b7", (c,)),
     }
-    out = x.new_empty((n, 2 * c, out_size(h, 2), out_size(w, 2)))
-    return common.new_launch(_copy_kernel, _copy_tuned, x, out, {**args, "C": c}, {"KS": ks, "KM": km})
+    out = common.new_output(x, (n, 2 * c, out_size(h, 2), out_size(w, 2)))
+    cl = (_copy_cl_kernel, _copy_cl_tuned)
+    constexprs = {"KS": ks, "KM": km}
+    return common.new_launch(_copy_kernel, _copy_tuned, x, out, {**args, "C": c}, constexprs, cl)
 
 
 def copy_dwconv(
     x: torch.Tensor, w3: torch.Tensor, b3: torch.Tensor, w7: torch.Tensor, b7: torch.Tensor
 ) -> torch.Tensor:
-    """Downsample token mixer in one launch: [3x3/s2 (x) | 7x7/s2 (x)] -> [N, 2C, ceil(H/2), ceil(W/2)]."""
+    """Downsample token mixer in one launch: [3x3/s2 (x) | 7x7/s2 (x)] -> [N, 2C, ceil(H/2), ceil(W/2)].
+
+    Runs as the custom op `torch.ops.repnext.copy_dwconv`; channels_last in gives channels_last out.
+    """
     common.require_triton()
-    return common.launch(plan_copy(x, w3, b3, w7, b7))
+    return torch.ops.repnext.copy_dwconv(x, w3, b3, w7, b7)
 
 
 def copy_dwconv_reference(x: torch.Tensor, *params: torch.Tensor) -> torch.Tensor:

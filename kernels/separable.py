@@ -38,6 +38,30 @@ def sep_taps(
 
 
 @jit
+def sep_taps_cl(
+    xp, wr, br, wc, bc, c_ok, oh, ow, H, W, sxh, sxw, K: tl.constexpr, BLOCK_H: tl.constexpr,
+    BLOCK_W: tl.constexpr, BLOCK_C: tl.constexpr,
+):  # fmt: skip
+    """`sep_taps` on a channels_last tile: xp, wr, wc are [1, 1, BLOCK_C] pointers, br, bc per channel."""
+    P: tl.constexpr = K // 2
+    BLOCK_T: tl.constexpr = triton.next_power_of_2(BLOCK_H + K - 1)
+    th = tl.program_id(1) * BLOCK_H - P + tl.arange(0, BLOCK_T)[:, None, None]
+    row_ok = (th >= 0) & (th < H)
+    row_ptr = xp + th * sxh
+    t = tl.zeros((BLOCK_T, BLOCK_W, BLOCK_C), tl.float32)
+    for kw in tl.static_range(K):
+        iw = ow + (kw - P)
+        v = tl.load(row_ptr + iw * sxw, mask=row_ok & c_ok & (iw >= 0) & (iw < W), other=0.0).to(tl.float32)
+        t += v * tl.load(wr + kw, mask=c_ok, other=0.0).to(tl.float32)
+    t = tl.where(row_ok, t + br, 0.0)
+    r = (oh - tl.program_id(1) * BLOCK_H) + tl.zeros((BLOCK_H, BLOCK_W, BLOCK_C), tl.int32)
+    acc = tl.zeros((BLOCK_H, BLOCK_W, BLOCK_C), tl.float32)
+    for kh in tl.static_range(K):
+        acc += tl.gather(t, r + kh, 0) * tl.load(wc + kh, mask=c_ok, other=0.0).to(tl.float32)
+    return acc + bc
+
+
+@jit
 def _separable_kernel(
     x_ptr, wr_ptr, br_ptr, wc_ptr, bc_ptr, y_ptr, C, H, W, HO, WO, sxn, sxc, sxh, sxw, K: tl.constexpr,
     X_ALIGN: tl.constexpr, Y_ALIGN: tl.constexpr, BLOCK_H: tl.constexpr, BLOCK_W: tl.constexpr,
@@ -51,6 +75,27 @@ def _separable_kernel(
 
 
 _separable_tuned = common.autotuned(_separable_kernel)
+
+
+@jit
+def _separable_cl_kernel(
+    x_ptr, wr_ptr, br_ptr, wc_ptr, bc_ptr, y_ptr, C, H, W, HO, WO, sxn, sxh, sxw, K: tl.constexpr,
+    X_ALIGN: tl.constexpr, Y_ALIGN: tl.constexpr, BLOCK_H: tl.constexpr, BLOCK_W: tl.constexpr,
+    BLOCK_C: tl.constexpr,
+):  # fmt: skip
+    """One [BLOCK_H, BLOCK_W, BLOCK_C] tile of the 1xK -> Kx1 pair, channels_last in and out."""
+    Ca = common.aligned(C, X_ALIGN)
+    n, _, _, c_ok, c, oh, ow, xp = common.cl_program(x_ptr, C, 1, sxn, Ca, X_ALIGN, BLOCK_H, BLOCK_W, BLOCK_C)
+    sxh, sxw = common.aligned(sxh, X_ALIGN), common.aligned(sxw, X_ALIGN)
+    br = tl.load(br_ptr + c, mask=c_ok, other=0.0).to(tl.float32)
+    bc = tl.load(bc_ptr + c, mask=c_ok, other=0.0).to(tl.float32)
+    acc = sep_taps_cl(
+        xp, wr_ptr + c * K, br, wc_ptr + c * K, bc, c_ok, oh, ow, H, W, sxh, sxw, K, BLOCK_H, BLOCK_W, BLOCK_C
+    )
+    common.store_tile_cl(y_ptr, n, c, c_ok, acc, oh, ow, HO, WO, C, Y_ALIGN)
+
+
+_separable_cl_tuned = common.autotuned(_separable_cl_kernel, channels_last=True)
 
 
 def separable_params(x: torch.Tensor, c: int, *params: torch.Tensor | None) -> tuple[int, list]:
@@ -84,8 +129,9 @@ def plan_separable(x: torch.Tensor, *params: torch.Tensor | None) -> common.Laun
         "wc_ptr": wc,
         "bc_ptr": common.bias_or_zeros(x, bc, c),
     }
-    out = torch.empty_like(x, memory_format=torch.contiguous_format)
-    return common.new_launch(_separable_kernel, _separable_tuned, x, out, {**args, "C": c}, {"K": k})
+    out = common.new_output(x, x.shape)
+    cl = (_separable_cl_kernel, _separable_cl_tuned)
+    return common.new_launch(_separable_kernel, _separable_tuned, x, out, {**args, "C": c}, {"K": k}, cl)
 
 
 def separable_dwconv2d(
@@ -95,9 +141,12 @@ def separable_dwconv2d(
     w_col: torch.Tensor,
     b_col: torch.Tensor | None,
 ) -> torch.Tensor:
-    """Depthwise 1xK conv then Kx1 conv (pads K // 2, both biased) in one launch, exact at the border."""
+    """Depthwise 1xK conv then Kx1 conv (pads K // 2, both biased) in one launch, exact at the border.
+
+    Runs as the custom op `torch.ops.repnext.separable_dwconv2d`; channels_last in gives channels_last out.
+    """
     common.require_triton()
-    return common.launch(plan_separable(x, w_row, b_row, w_col, b_col))
+    return torch.ops.repnext.separable_dwconv2d(x, w_row, b_row, w_col, b_col)
 
 
 def separable_dwconv2d_reference(x: torch.Tensor, *params: torch.Tensor | None) -> torch.Tensor:
