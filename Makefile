@@ -44,7 +44,7 @@ bench: setup
 
 .PHONY: bench-gpu
 bench-gpu: setup
-	$(BIN)/python bench/gpu_bench.py
+	$(BIN)/repnext bench --device cuda
 
 clean:
 	rm -rf $(VENV) build .pytest_cache .ruff_cache .benchmarks

@@ -8,7 +8,6 @@ the metadata gives shared memory; the PTX gives the count of (vectorized) global
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import io
 import json
@@ -255,7 +254,7 @@ def resource_table(
 def _in_subprocess(archs: Sequence[str], quick: bool) -> list[dict]:
     """Kernels built under TRITON_INTERPRET=1 cannot be compiled; redo the sweep in a clean process."""
     env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
-    cmd = [sys.executable, "-m", "repnext_core.kernels.aot", "--arch", ",".join(archs), "--json", "-"]
+    cmd = [sys.executable, "-m", "repnext_core.cli", "kernels", "--arch", ",".join(archs), "--json", "-"]
     done = subprocess.run(
         cmd + (["--quick"] if quick else []), env=env, capture_output=True, text=True, check=False
     )
@@ -312,7 +311,7 @@ def spills(rows: Sequence[dict]) -> list[dict]:
 
 
 def run_cli(archs: str, quick: bool, json_out: str | None, markdown_out: str | None) -> int:
-    """Shared body of `repnext kernels` and `python -m repnext_core.kernels.aot`; 1 if anything spills."""
+    """The body of `repnext kernels`: print (and optionally write) the table; 1 if anything spills."""
     rows = resource_table(parse_archs_names(archs), quick=quick)
     if json_out == "-":
         print(json.dumps(rows))
@@ -375,25 +374,3 @@ def resources_document(rows: Sequence[dict], archs: str, quick: bool) -> str:
             "",
         ]
     )
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """`python -m repnext_core.kernels.aot`: same options as `repnext kernels`."""
-    p = argparse.ArgumentParser(
-        prog="python -m repnext_core.kernels.aot", description=__doc__.splitlines()[0]
-    )
-    add_arguments(p)
-    a = p.parse_args(argv)
-    return run_cli(a.arch, a.quick, a.json, a.markdown)
-
-
-def add_arguments(p: argparse.ArgumentParser) -> None:
-    """Options shared by the module entry point and the `repnext kernels` subcommand."""
-    p.add_argument("--arch", default="sm_80,sm_90", help="comma list of sm_80, sm_90 (default: both)")
-    p.add_argument("--quick", action="store_true", help="3 representative compiles per arch instead of all")
-    p.add_argument("--json", metavar="OUT", help="also write the rows as JSON ('-' prints only JSON)")
-    p.add_argument("--markdown", metavar="OUT", help="also write the RESOURCES.md document")
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -311,14 +311,15 @@ def plumbing_check() -> tuple[str, int]:
 
 
 def run_gpu_benchmark(out_md: Path, quick: bool = False) -> int:
-    """Run the benchmark and write `out_md`; 1 if an output check fails, 0 otherwise (and without CUDA)."""
+    """Run the benchmark and write `out_md`; 1 if an output check fails, else 0 (also without CUDA, after
+    checking the benchmark's own plumbing on CPU)."""
     out_md = Path(out_md)
     if not torch.cuda.is_available():
         print("no CUDA device: the GPU benchmark needs one. Checking its plumbing on CPU instead.")
         text, bad = plumbing_check()
         print(text)
         print(f"plumbing {'FAILED' if bad else 'ok'}; {out_md} left unchanged")
-        return 0
+        return 1 if bad else 0
     from ._common import require_triton
 
     require_triton()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from repnext_core.cli import options
 
@@ -13,12 +14,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     p = subparsers.add_parser(
         "bench",
-        help="time every engine (torch, onnxruntime, TVM) on one variant, side by side on this CPU",
-        description="Builds each engine for the same seeded model and input, checks its output against eager "
-        "fused PyTorch, then times all of them in interleaved rounds and prints ms, speedup, GFLOP/s and the "
-        "fraction of this machine's sgemm peak measured in the same run.",
+        help="time every engine (torch, onnxruntime, TVM) on one variant side by side on this CPU, or the "
+        "Triton kernels and fused models on a GPU (--device cuda)",
+        description="CPU: builds each engine for the same seeded model and input, checks its output against "
+        "eager fused PyTorch, then times all of them in interleaved rounds and prints ms, speedup, GFLOP/s and "
+        "the fraction of this machine's sgemm peak measured in the same run. --device cuda: every token mixer "
+        "of M0-M5 (ours vs PyTorch multi-branch vs one conv; fp16/fp32, NCHW/channels_last, batch 1/64) and "
+        "fused M0/M1/M4 (eager, CUDA graphs, torch.compile with and without our ops), outputs checked, in "
+        "under 5 minutes, written to --out; without CUDA it checks its own plumbing and exits 0.",
     )
-    options.add_model(p)
+    options.add_model(p, optional=True)
+    p.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="cpu (default) or cuda")
+    p.add_argument("--quick", action="store_true", help="cuda: M0 shapes and model only (about 90 s)")
+    p.add_argument("--out", default="bench/GPU_RESULTS.md", help="cuda: the report to write")
     p.add_argument(
         "--engines",
         help=f"comma-separated, from {','.join(ENGINES)} (default: {','.join(DEFAULT_ENGINES)})",
@@ -49,6 +57,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def bench(args: argparse.Namespace) -> int:
     import json
 
+    if args.device == "cuda":
+        from repnext_core.kernels.gpu_bench import run_gpu_benchmark
+
+        return run_gpu_benchmark(Path(args.out), quick=args.quick)
     from repnext_core.compile.bench.harness import compare_engines, format_comparison
     from repnext_core.files import write_text_atomic
 

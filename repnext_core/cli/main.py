@@ -8,9 +8,8 @@ import sys
 from collections.abc import Sequence
 
 from repnext_core.checkpoint import CheckpointError
-from repnext_core.cli import bench, device, export, model, tvm
+from repnext_core.cli import bench, device, export, kernels, model, tvm
 from repnext_core.compile.device.tracker import TrackerError
-from repnext_core.kernels import cli as kernels
 
 COMMAND_MODULES = (model, bench, tvm, export, device, kernels)
 # Expected failures (bad input, missing file or tool, unreachable board): one stderr line, exit 2.

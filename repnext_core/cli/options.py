@@ -7,12 +7,21 @@ import argparse
 TOY = "toy"  # hidden MODEL name of the TVM commands: a seeded 4-block RepNeXt, small enough for tests
 
 
-def add_model(p: argparse.ArgumentParser, allow_toy: bool = False) -> None:
+def add_model(p: argparse.ArgumentParser, allow_toy: bool = False, optional: bool = False) -> None:
     """MODEL: one of the six variants (the TVM commands also take the hidden test model `toy`)."""
     from repnext_core.model import VARIANTS
 
     names = ", ".join(VARIANTS)
-    if allow_toy:  # checked by create_model, whose error lists the variants
+    if optional:
+        p.add_argument(
+            "model",
+            nargs="?",
+            default="repnext_m1",
+            choices=list(VARIANTS),
+            metavar="MODEL",
+            help=f"one of: {names} (default repnext_m1)",
+        )
+    elif allow_toy:  # checked by create_model, whose error lists the variants
         p.add_argument("model", metavar="MODEL", help=f"variant name: {names}")
     else:
         p.add_argument("model", choices=list(VARIANTS), metavar="MODEL", help=f"one of: {names}")

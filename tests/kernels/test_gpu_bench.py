@@ -34,15 +34,10 @@ def test_without_cuda_says_so_checks_plumbing_and_exits_0(tmp_path, capsys):
     assert not out.exists()
 
 
-def test_bench_wrapper_parses_arguments(monkeypatch, tmp_path):
-    import importlib.util
-    from pathlib import Path
+def test_repnext_bench_device_cuda_runs_it(monkeypatch, tmp_path):
+    from repnext_core.cli import main
 
-    path = Path(__file__).resolve().parents[2] / "bench" / "gpu_bench.py"
-    spec = importlib.util.spec_from_file_location("bench_gpu_bench", path)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
     seen = []
-    monkeypatch.setattr(mod, "run_gpu_benchmark", lambda out, quick: seen.append((out, quick)) or 0)
-    assert mod.main(["--quick", "--out", str(tmp_path / "x.md")]) == 0
+    monkeypatch.setattr(gpu_bench, "run_gpu_benchmark", lambda out, quick: seen.append((out, quick)) or 0)
+    assert main(["bench", "--device", "cuda", "--quick", "--out", str(tmp_path / "x.md")]) == 0
     assert seen == [(tmp_path / "x.md", True)]

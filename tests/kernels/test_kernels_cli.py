@@ -10,7 +10,8 @@ from repnext_core.kernels import triton_available
 
 
 def test_cli_registers_kernels_subcommand(monkeypatch, capsys):
-    from repnext_core.kernels import aot, cli
+    from repnext_core.cli import kernels as cli
+    from repnext_core.kernels import aot
 
     parser = argparse.ArgumentParser(prog="repnext")
     cli.register(parser.add_subparsers(dest="command"))
