@@ -5,9 +5,9 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 EXTRAS := dev,triton,tvm,export,bench
 # Debian packages for the aarch64 cross build and running it under emulation.
-APT_PKGS := g++-aarch64-linux-gnu qemu-user cmake file
+APT_PKGS := g++-aarch64-linux-gnu qemu-user cmake file pkg-config libglib2.0-dev llvm-19
 
-.PHONY: setup demo test test-slow lint format bench clean
+.PHONY: setup demo test test-slow lint format bench bench-arm clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -18,7 +18,8 @@ $(STAMP): pyproject.toml
 
 setup: $(STAMP)
 	@command -v aarch64-linux-gnu-g++ >/dev/null && command -v qemu-aarch64 >/dev/null \
-		&& command -v cmake >/dev/null || { \
+		&& command -v cmake >/dev/null && command -v llvm-mca-19 >/dev/null \
+		&& pkg-config --exists glib-2.0 2>/dev/null || { \
 		if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq $(APT_PKGS); \
 		else echo "note: install $(APT_PKGS) (Debian) for the ARM cross-build tests"; fi; }
 
@@ -41,6 +42,17 @@ test-slow: lint
 
 bench: setup
 	$(BIN)/python -m pytest bench/ --benchmark-only
+
+# Counted ARM bench: the first run fetches and builds everything (qemu plugin header, arm64 userland, peer
+# wheels, conversions) under the cache root; later runs are offline.
+ARM_TARGETS ?= cortex-a76 cortex-a53
+ARM_MODELS ?= repnext_m1
+bench-arm: setup
+	$(BIN)/python -m pip install -q -c constraints.txt -e ".[$(EXTRAS),peers]"
+	mkdir -p bench/arm
+	for m in $(ARM_MODELS); do for t in $(ARM_TARGETS); do \
+		$(BIN)/repnext bench $$m --target $$t --json bench/arm/$$m-$$t.json || exit 1; done; done
+	$(BIN)/python bench/arm_report.py bench/arm/*.json
 
 .PHONY: bench-gpu
 bench-gpu: setup

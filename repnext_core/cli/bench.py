@@ -21,7 +21,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "the fraction of this machine's sgemm peak measured in the same run. --device cuda: every token mixer "
         "of M0-M5 (ours vs PyTorch multi-branch vs one conv; fp16/fp32, NCHW/channels_last, batch 1/64) and "
         "fused M0/M1/M4 (eager, CUDA graphs, torch.compile with and without our ops), outputs checked, in "
-        "under 5 minutes, written to --out; without CUDA it checks its own plumbing and exits 0.",
+        "under 5 minutes, written to --out; without CUDA it checks its own plumbing and exits 0. "
+        "--target cortex-a76|cortex-a55|cortex-a53: aarch64 instructions (and, for cortex-a76, llvm-mca "
+        "cycles) per inference of each engine counted under qemu-user, outputs checked first: proxies for "
+        "an ARM board, not time (`make bench-arm` prepares everything once).",
     )
     options.add_model(p, optional=True)
     p.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="cpu (default) or cuda")
@@ -29,8 +32,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--out", default="bench/GPU_RESULTS.md", help="cuda: the report to write")
     p.add_argument(
         "--engines",
-        help=f"comma-separated, from {','.join(ENGINES)} (default: {','.join(DEFAULT_ENGINES)})",
+        help=f"comma-separated; host: {','.join(ENGINES)} (default: {','.join(DEFAULT_ENGINES)}); ARM "
+        "--target: tvm,tvm-fp16,ncnn,ncnn-fp16,ort,mnn,mnn-fp16 (default: all the core can run)",
     )
+    p.add_argument(
+        "--target",
+        default="host",
+        help="host (default: timed on this CPU) or an ARM core to count under emulation: cortex-a76 "
+        "(counts + modeled cycles), cortex-a55, cortex-a53 (counts only)",
+    )
+    p.add_argument("--k", type=int, default=3, help="ARM: inferences in the long counted run (default 3)")
+    p.add_argument("--no-mca", action="store_true", help="ARM: skip the llvm-mca cycle model")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--input-size", type=int, default=224)
     p.add_argument("--repeat", type=int, default=20, help="timed rounds per engine")
@@ -61,6 +73,8 @@ def bench(args: argparse.Namespace) -> int:
         from repnext_core.kernels.gpu_bench import run_gpu_benchmark
 
         return run_gpu_benchmark(Path(args.out), quick=args.quick)
+    if args.target != "host":
+        return _count_on_arm(args)
     from repnext_core.compile.bench.harness import compare_engines, format_comparison
     from repnext_core.files import write_text_atomic
 
@@ -74,6 +88,28 @@ def bench(args: argparse.Namespace) -> int:
         write_text_atomic(args.json, json.dumps(result, indent=2))
         print(f"wrote {args.json}")
     return 0
+
+
+def _count_on_arm(args: argparse.Namespace) -> int:
+    import sys
+
+    from repnext_core.compile.bench.arm.bench import count_engines, format_counts
+
+    if args.threads != 1:
+        raise ValueError("the counted ARM bench runs 1 thread (the plugin's counts are exact for one thread)")
+    result = count_engines(
+        args.model,
+        args.target,
+        args.engines.split(",") if args.engines else None,
+        k=args.k,
+        model_cycles=not args.no_mca,
+        json_out=args.json,
+        log=lambda line: print(line, file=sys.stderr, flush=True),
+    )
+    print(format_counts(result))
+    if args.json:
+        print(f"wrote {args.json}")
+    return 0 if all("per_inference" in r for r in result["rows"]) else 1
 
 
 def demo(args: argparse.Namespace) -> int:
