@@ -3,17 +3,17 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-EXTRAS := dev,triton,tvm,export,bench
+EXTRAS := dev,triton,tvm,export,bench,peers
 # Debian packages for the aarch64 cross build and running it under emulation.
 APT_PKGS := g++-aarch64-linux-gnu qemu-user cmake file pkg-config libglib2.0-dev llvm-19
 
 .PHONY: setup demo test test-slow lint format bench bench-arm clean
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q torch==2.13.0
-	$(BIN)/python -m pip install -q -e ".[$(EXTRAS)]"
+	$(BIN)/python -m pip install -q -c constraints.txt -e ".[$(EXTRAS)]"  # constraints: keep torch 2.13.0 (CPU)
 	touch $(STAMP)
 
 setup: $(STAMP)
@@ -48,7 +48,6 @@ bench: setup
 ARM_TARGETS ?= cortex-a76 cortex-a53
 ARM_MODELS ?= repnext_m1
 bench-arm: setup
-	$(BIN)/python -m pip install -q -c constraints.txt -e ".[$(EXTRAS),peers]"
 	mkdir -p bench/arm
 	for m in $(ARM_MODELS); do for t in $(ARM_TARGETS); do \
 		$(BIN)/repnext bench $$m --target $$t --json bench/arm/$$m-$$t.json || exit 1; done; done

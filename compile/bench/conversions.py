@@ -98,61 +98,73 @@ def captured_fds(log: Path):
             os.close(copy)
 
 
-def convert_ncnn(variant: str, seed: int) -> Path:
-    """The fused model as ncnn param/bin with fp32 weights, via pnnx from a TorchScript trace; returns the stem."""
-    folder = models_dir(variant, seed) / "ncnn"
-    stem = folder / "model"
-    if not (folder / "model.param").is_file():
-        import pnnx
-        import torch
+def to_ncnn(model, folder: Path, input_shape=(1, 3, 224, 224)) -> Path:
+    """`model` as ncnn param/bin with fp32 weights in `folder` (replaced whole), via pnnx from a TorchScript
+    trace (GELU stays one layer); returns the stem (folder/model)."""
+    import pnnx
+    import torch
 
-        model, _ = fused_model(variant, seed)
-        tmp = folder.with_name(f".ncnn.{os.getpid()}.tmp")
-        shutil.rmtree(tmp, ignore_errors=True)
-        tmp.mkdir(parents=True)
-        x = torch.randn(1, 3, 224, 224)
-        cwd = os.getcwd()
-        log = folder.with_name("pnnx.log")
-        os.chdir(tmp)  # pnnx drops its side files next to the trace
-        try:
-            with captured_fds(log):
-                pnnx.export(
-                    model,
-                    str(tmp / "model.pt"),
-                    (x,),
-                    ncnnparam=str(tmp / "model.param"),
-                    ncnnbin=str(tmp / "model.bin"),
-                    fp16=False,
-                )
-        finally:
-            os.chdir(cwd)
-        if not (tmp / "model.param").is_file():
-            raise ConversionError(f"pnnx wrote no model.param in {tmp}; its log is {log}")
-        for side in [*tmp.glob("model.pnnx*"), *tmp.glob("model_*.py")]:
-            side.unlink()
-        (tmp / "model.pt").unlink(missing_ok=True)
-        shutil.rmtree(folder, ignore_errors=True)
-        os.replace(tmp, folder)
-    return stem
+    folder = Path(folder)
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    tmp = folder.with_name(f".{folder.name}.{os.getpid()}.tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    log = folder.with_name(f"{folder.name}.pnnx.log")
+    cwd = os.getcwd()
+    os.chdir(tmp)  # pnnx drops its side files next to the trace
+    try:
+        with captured_fds(log):
+            pnnx.export(
+                model.eval(),
+                str(tmp / "model.pt"),
+                (torch.randn(*input_shape),),
+                ncnnparam=str(tmp / "model.param"),
+                ncnnbin=str(tmp / "model.bin"),
+                fp16=False,
+            )
+    finally:
+        os.chdir(cwd)
+    if not (tmp / "model.param").is_file():
+        raise ConversionError(f"pnnx wrote no model.param in {tmp}; its log is {log}")
+    for side in [*tmp.glob("model.pnnx*"), *tmp.glob("model_*.py"), tmp / "model.pt"]:
+        side.unlink(missing_ok=True)
+    shutil.rmtree(folder, ignore_errors=True)
+    os.replace(tmp, folder)
+    return folder / "model"
+
+
+def to_mnn(onnx_path: Path, out: Path) -> Path:
+    """An ONNX file converted to .mnn by MNN's converter function (never the `mnnconvert` script, which
+    pip-installs a package and sends usage data)."""
+    out = Path(out)
+    tmp = out.with_name(f".{out.stem}.{os.getpid()}.mnn")
+    code = (
+        "import sys, _tools; sys.exit(_tools.mnnconvert(['mnnconvert', '-f', 'ONNX', '--modelFile', "
+        f"{str(onnx_path)!r}, '--MNNModel', {str(tmp)!r}, '--bizCode', 'repnext']) or 0)"
+    )
+    # a child process: the converter prints a lot, calls exit() on some errors, and its return value is not
+    # an exit status (it is non-zero on success), so success is "Converted Success" plus the file
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=900)
+    if not tmp.is_file() or "Converted Success" not in proc.stdout + proc.stderr:
+        tmp.unlink(missing_ok=True)
+        raise ConversionError(
+            f"MNN's converter failed on {onnx_path}:\n{(proc.stdout + proc.stderr)[-2000:]}"
+        )
+    os.replace(tmp, out)
+    return out
+
+
+def convert_ncnn(variant: str, seed: int) -> Path:
+    """The cached ncnn model of `variant` (see to_ncnn); returns the stem."""
+    folder = models_dir(variant, seed) / "ncnn"
+    if not (folder / "model.param").is_file():
+        to_ncnn(fused_model(variant, seed)[0], folder)
+    return folder / "model"
 
 
 def convert_mnn(variant: str, seed: int) -> Path:
-    """The ONNX model converted to .mnn by MNN's converter called in-process (never the mnnconvert script)."""
+    """The cached .mnn model of `variant`, from its ONNX file."""
     out = models_dir(variant, seed) / "model.mnn"
     if not out.is_file():
-        onnx_path = convert_onnx(variant, seed)
-        tmp = out.with_name(f".model.{os.getpid()}.mnn")
-        code = (
-            "import sys, _tools; sys.exit(_tools.mnnconvert(['mnnconvert', '-f', 'ONNX', '--modelFile', "
-            f"{str(onnx_path)!r}, '--MNNModel', {str(tmp)!r}, '--bizCode', 'repnext']) or 0)"
-        )
-        # a child process: the converter prints a lot, calls exit() on some errors, and its return value is
-        # not an exit status (it is non-zero on success), so success is "Converted Success" plus the file
-        proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=900)
-        if not tmp.is_file() or "Converted Success" not in proc.stdout + proc.stderr:
-            tmp.unlink(missing_ok=True)
-            raise ConversionError(
-                f"MNN's converter failed on {onnx_path}:\n{(proc.stdout + proc.stderr)[-2000:]}"
-            )
-        os.replace(tmp, out)
+        to_mnn(convert_onnx(variant, seed), out)
     return out

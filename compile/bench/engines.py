@@ -11,8 +11,12 @@ import numpy as np
 import torch
 from torch import nn
 
-ENGINES = ("torch-train", "torch-fused", "torch-fused-cl", "torch-compile", "ort", "tvm", "tvm-tuned")
+# The runtimes a user would pick instead (the `peers` extra): fp32 unless the name says otherwise.
+PEERS = ("openvino", "openvino-bf16", "ncnn", "mnn")
+ENGINES = ("torch-train", "torch-fused", "torch-fused-cl", "torch-compile", "ort", *PEERS, "tvm", "tvm-tuned")
 DEFAULT_ENGINES = ("torch-train", "torch-fused", "torch-fused-cl", "ort", "tvm", "tvm-tuned")
+# Output bound of engines that compute in reduced precision by design (checked, and reported with the error).
+REDUCED_PRECISION_BOUND = 3e-2  # of max|y|
 
 
 @dataclass
@@ -22,6 +26,7 @@ class Engine:
     name: str
     run: Callable[[], np.ndarray]
     note: str = ""
+    reduced_precision: bool = False  # bf16/fp16 arithmetic: held to REDUCED_PRECISION_BOUND, not fp32 parity
 
 
 def _torch_engine(name: str, model: nn.Module, x: torch.Tensor, note: str = "") -> Engine:
@@ -60,6 +65,35 @@ def _tvm_engine(name: str, fused: nn.Module, x: torch.Tensor, db: Path | None) -
     return Engine(name, lambda: runner(data), note)
 
 
+def _peer_engine(name: str, fused: nn.Module, x: torch.Tensor, threads: int, work: Path) -> Engine:
+    """A peer runtime on the fused model, converted into `work` (ONNX for OpenVINO and MNN, pnnx for ncnn)."""
+    from repnext_core.compile.bench import conversions, peer_runtimes
+    from repnext_core.compile.export.onnx_export import export_onnx
+
+    data = x.numpy()
+    onnx_path = work / "model.onnx"
+    if name != "ncnn":
+        export_onnx(fused, onnx_path, input_shape=tuple(x.shape), verify=False)
+    if name.startswith("openvino"):
+        import openvino
+
+        precision = "bf16" if name == "openvino-bf16" else "f32"
+        run = peer_runtimes.openvino_model(str(onnx_path), precision, threads)
+        note = f"OpenVINO {openvino.__version__.split('-')[0]}, {precision}"
+        return Engine(name, lambda: run(data), note, reduced_precision=precision != "f32")
+    if name == "ncnn":
+        import ncnn
+
+        run = peer_runtimes.ncnn_net(
+            str(conversions.to_ncnn(fused, work / "ncnn", tuple(x.shape))), False, threads
+        )
+        return Engine(name, lambda: run(data).reshape(1, -1), f"ncnn {ncnn.__version__}, fp32 (pnnx)")
+    import MNN
+
+    run = peer_runtimes.mnn_session(str(conversions.to_mnn(onnx_path, work / "model.mnn")), False, threads)
+    return Engine(name, lambda: run(data), f"MNN {MNN.version()}, fp32")
+
+
 def make_engine(
     name: str, variant: str, model: nn.Module, fused: nn.Module, x: torch.Tensor, threads: int, db=None
 ) -> Engine:
@@ -78,6 +112,13 @@ def make_engine(
         return _torch_engine(name, torch.compile(fused), x, "torch.compile (inductor)")
     if name == "ort":
         return _ort_engine(fused, x, threads)
+    if name in PEERS:
+        import tempfile
+
+        from repnext_core.files import cache_root
+
+        (cache_root() / "bench").mkdir(parents=True, exist_ok=True)
+        return _peer_engine(name, fused, x, threads, Path(tempfile.mkdtemp(dir=cache_root() / "bench")))
     if name == "tvm":
         return _tvm_engine(name, fused, x, None)
     if name == "tvm-tuned":

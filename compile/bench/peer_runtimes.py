@@ -1,7 +1,8 @@
-"""Runs inside the emulated aarch64 python: load one engine's model, run k inferences, save the last output.
+"""The peer runtimes' loaders: each returns a function x -> y for one model file on `threads` threads.
 
-Usage: python3.11 peer_run.py ENGINE MODEL_PATH X.npy K OUT.npy
-Only numpy and the engine's own wheel are imported, and each engine is forced to one thread.
+The host bench imports them; the counted ARM bench runs this file as a script inside the emulated aarch64
+Python (`python3.11 peer_runtimes.py ENGINE MODEL_PATH X.npy K OUT.npy`: k inferences, the last output
+saved), so it imports nothing but numpy and the engine's own wheel.
 """
 
 import sys
@@ -9,12 +10,15 @@ import sys
 import numpy as np
 
 
-def ort_session(path: str):
-    """An onnxruntime session on one thread, no spinning, sequential execution."""
+def ort_session(path: str, threads: int = 1):
+    """An onnxruntime session, no spinning, sequential execution."""
+    import os
+
+    os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")  # its DNS-querying telemetry threads
     import onnxruntime as ort
 
     opts = ort.SessionOptions()
-    opts.intra_op_num_threads = 1
+    opts.intra_op_num_threads = threads
     opts.inter_op_num_threads = 1
     opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
@@ -23,12 +27,12 @@ def ort_session(path: str):
     return lambda x: sess.run(None, {name: x})[0]
 
 
-def ncnn_net(path: str, fp16: bool):
-    """An ncnn net on one thread, fp32 throughout (fp16=False) or ncnn's fp16 storage + arithmetic."""
+def ncnn_net(path: str, fp16: bool, threads: int = 1):
+    """An ncnn net, fp32 throughout (fp16=False) or ncnn's default fp16 storage + arithmetic."""
     import ncnn
 
     net = ncnn.Net()
-    net.opt.num_threads = 1
+    net.opt.num_threads = threads
     net.opt.use_fp16_packed = fp16
     net.opt.use_fp16_storage = fp16
     net.opt.use_fp16_arithmetic = fp16
@@ -48,13 +52,15 @@ def ncnn_net(path: str, fp16: bool):
     return run
 
 
-def mnn_session(path: str, fp16: bool):
-    """An MNN session on one CPU thread, precision normal (fp32) or low (fp16 where the core has it)."""
+def mnn_session(path: str, fp16: bool, threads: int = 1):
+    """An MNN CPU session, precision normal (fp32) or low (fp16 where the core has it)."""
     import MNN
 
     interp = MNN.Interpreter(path)
     interp.setSessionMode(9)  # Session_Release: free the model buffer once the session is made
-    sess = interp.createSession({"numThread": 1, "precision": "low" if fp16 else "normal", "backend": "CPU"})
+    sess = interp.createSession(
+        {"numThread": threads, "precision": "low" if fp16 else "normal", "backend": "CPU"}
+    )
     inp = interp.getSessionInput(sess)
 
     def run(x: np.ndarray) -> np.ndarray:
@@ -72,6 +78,18 @@ def mnn_session(path: str, fp16: bool):
         return np.array(host.getData(), dtype=np.float32).reshape(1, -1)
 
     return run
+
+
+def openvino_model(path: str, precision: str = "f32", threads: int = 1):
+    """An OpenVINO CPU model read from ONNX (read_model, no conversion tool), with its inference precision
+    pinned: f32, or bf16 (its default on AVX512-BF16 / AMX CPUs)."""
+    import openvino as ov
+
+    core = ov.Core()
+    config = {"INFERENCE_PRECISION_HINT": precision, "INFERENCE_NUM_THREADS": threads, "NUM_STREAMS": 1}
+    compiled = core.compile_model(core.read_model(path), "CPU", config)
+    request = compiled.create_infer_request()
+    return lambda x: request.infer({0: x})[compiled.output(0)].copy()
 
 
 def main(argv: list[str]) -> None:
