@@ -27,18 +27,8 @@ from repnext_core.kernels import (
     copy_dwconv_reference,
     triton_available,
 )
-from repnext_core.kernels.aot import RESOLUTIONS, VARIANT_DIMS
-
-
-def layer_shapes(variants: list[str]) -> list[tuple[str, int, int]]:
-    """(op, channels, size) of every token mixer in `variants` at 224x224, deduplicated."""
-    shapes = set()
-    for v in variants:
-        for i, (c, s) in enumerate(zip(VARIANT_DIMS[v], RESOLUTIONS)):
-            shapes.add(("chunk", c, s))
-            if i < 3:
-                shapes.add(("copy", c, s))
-    return sorted(shapes, key=lambda t: (t[0], t[1], -t[2]))
+from repnext_core.kernels.aot import VARIANT_DIMS
+from repnext_core.kernels.gpu_bench import layer_shapes
 
 
 def make_inputs(op: str, n: int, c: int, s: int, dtype: torch.dtype, device: str) -> tuple:
