@@ -15,6 +15,7 @@ from repnext_core.compile.bench.conversions import ConversionError
 from repnext_core.compile.bench.engines import (
     DEFAULT_ENGINES,
     REDUCED_PRECISION_BOUND,
+    Engine,
     make_engine,
     pin_threads,
 )
@@ -23,7 +24,7 @@ from repnext_core.reparam import reparameterize
 from repnext_core.table import format_table
 from repnext_core.testing import random_model
 from repnext_core.timing import compare_latency
-from repnext_core.verify import parity
+from repnext_core.verify import Parity, parity
 
 
 def sgemm_peak_gflops(threads: int, n: int = 1024, repeat: int = 5) -> float:
@@ -37,6 +38,18 @@ def sgemm_peak_gflops(threads: int, n: int = 1024, repeat: int = 5) -> float:
         torch.mm(a, b)
         best = min(best, time.perf_counter() - t0)
     return 2 * n**3 / best / 1e9
+
+
+def check_engine(engine: Engine, reference: torch.Tensor) -> Parity:
+    """Run the engine once and compare with fused PyTorch: fp32 parity, or REDUCED_PRECISION_BOUND of
+    max|y| for an engine that computes in bf16/fp16 by design; AssertionError when it is off."""
+    check = parity(reference, torch.from_numpy(np.asarray(engine.run()).reshape(reference.shape)))
+    bound = REDUCED_PRECISION_BOUND * check.max_abs_ref if engine.reduced_precision else check.tolerance
+    if check.max_abs_diff > bound:
+        raise AssertionError(
+            f"{engine.name} output differs from fused PyTorch: {check.max_abs_diff:.2e} > {bound:.2e}"
+        )
+    return check
 
 
 def compare_engines(
@@ -67,12 +80,7 @@ def compare_engines(
         except (ImportError, FileNotFoundError, ConversionError) as e:
             skipped[name] = str(e).splitlines()[0]
             continue
-        check = parity(reference, torch.from_numpy(np.asarray(engine.run()).reshape(reference.shape)))
-        bound = REDUCED_PRECISION_BOUND * check.max_abs_ref if engine.reduced_precision else check.tolerance
-        if check.max_abs_diff > bound:
-            raise AssertionError(
-                f"{name} output differs from fused PyTorch: {check.max_abs_diff:.2e} > {bound:.2e}"
-            )
+        check = check_engine(engine, reference)
         built[name] = engine
         rows[name] = {"max_abs_diff": check.max_abs_diff, "note": engine.note}
     times = compare_latency({n: e.run for n, e in built.items()}, repeat=repeat)
