@@ -168,7 +168,7 @@ def format_counts(result: dict) -> str:
     best_insns = min((r["per_inference"]["insns"] for r in peers), default=None)
     best_cyc = min((r["modeled_cycles"] for r in peers if "modeled_cycles" in r), default=None)
     head = ["engine", "insns M", "SIMD ld/st M", "FP/SIMD dp M", "FMA .4s M", "FMA .8h M", "cycles M"]
-    head += ["insns/best peer", "cycles/best peer", "max|err|"]
+    head += ["insns/best peer", "cycles/best peer", "max abs err"]
     table = []
     for r in rows:
         if "per_inference" not in r:
