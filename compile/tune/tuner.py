@@ -68,9 +68,9 @@ def tune(
 ) -> TuneReport:
     """Tune `trials` more candidates for the model on `target`, extending its database under `work_dir`.
 
-    First the conv kernels' register tiles: up to `tile_candidates` each, timed on this machine (host
-    targets with the local runner; elsewhere builds use the heuristic's tiles). Then MetaSchedule on the
-    other kernels: the gradient-based task scheduler spends trials on those whose tuning cuts the weighted
+    First the conv kernels' register tiles: up to `tile_candidates` each, timed where the runner times
+    (this machine, or the board behind the tracker), kernels already on record skipped. Then MetaSchedule
+    on the other kernels: the gradient-based task scheduler spends trials on those whose tuning cuts the weighted
     model latency most. Records are appended to the database as the scheduler collects each measured batch;
     on Ctrl-C every batch measured so far is collected first (the report then says interrupted=True).
     """
@@ -90,9 +90,9 @@ def tune(
 
     prepared = prepare(mod, spec, precision)
     report = TuneReport(path, trials, before, before, 0)
-    if tile_candidates > 0 and spec.is_host and runner == "local":
+    if tile_candidates > 0:  # on this machine (host) or on the board behind the tracker
         report.conv_tiles_measured = search_tiles(
-            prepared, spec.tvm_target(), path, limit=tile_candidates, progress=progress
+            prepared, spec, path, limit=tile_candidates, progress=progress, runner=runner
         )
     # The conv kernels have their own schedule; MetaSchedule tunes the rest.
     tasks = ms.relax_integration.extract_tasks(prepared, spec.tvm_target())

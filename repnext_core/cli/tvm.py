@@ -16,7 +16,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="tune a variant's kernels for a target with MetaSchedule (resumable database)",
         description="Measures candidate schedules for every kernel of the fused model and records them in a "
         "JSON database per (variant, input size, target) under --db: first the register tiles of the "
-        "hand-scheduled conv kernels (host only), then MetaSchedule trials for the other kernels. Running it "
+        "hand-scheduled conv kernels, then MetaSchedule trials for the other kernels, all timed here or, "
+        "with --tracker/--key, on the board. Running it "
         "again resumes: new trials extend the database. Ctrl-C keeps every trial measured so far. For an ARM "
         "board, start `repnext-rpc-server --tracker HOST:PORT --key KEY` (see `repnext build-runtime`) on the "
         "board and pass --tracker/--key.",

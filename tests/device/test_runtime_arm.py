@@ -156,3 +156,95 @@ def test_emulated_board_serves_a_session(arm_build, tmp_path):
         y = tvm.runtime.empty((64,), "float32", dev)
         remote.load_module("twice.so")["main"](x, y)
         np.testing.assert_array_equal(y.numpy(), 2 * np.arange(64, dtype=np.float32))
+
+
+def test_conv_tiles_are_tuned_on_the_arm_rpc_server(arm_build, tmp_path):
+    """The conv tile search for cortex-a72 over the emulated board (tracker + aarch64 server under qemu):
+    every conv kernel's tile recorded, a second run measures nothing (resume), a build uses them."""
+    from repnext_core import reparameterize
+    from repnext_core.compile.device.tracker import Tracker
+    from repnext_core.compile.tune.tile_search import FLUSH, make_timer
+    from repnext_core.compile.tune.tuner import tune
+    from repnext_core.compile.tvm.build import build_artifact
+    from repnext_core.compile.tvm.conv_schedule import default_tile, schedule_conv, vector_unit
+    from repnext_core.compile.tvm.conv_tiles import conv_kernels, load_tiles
+    from repnext_core.compile.tvm.importer import import_model
+    from repnext_core.compile.tvm.pipeline import prepare
+    from repnext_core.compile.tvm.targets import resolve_target
+    from repnext_core.testing import toy_model
+
+    model = reparameterize(toy_model(seed=0)).eval()
+    root = tmp_path / "db"
+    spec = resolve_target("cortex-a72")
+    settings = dict(input_shape=SHAPE, variant="toy", progress=False, tile_candidates=2)
+    with device.emulated_board(key="qemu-tiles", build_dir=arm_build.build_dir) as (host, port, key):
+        board = Tracker(host, port, key)
+        first = tune(model, spec, 0, root, runner=board, **settings)
+        tiles = load_tiles(first.db_dir)
+        again = tune(model, spec, 0, root, runner=board, **settings)
+        timer = make_timer(spec, board)
+        kernel, func = next(iter(conv_kernels(prepare(import_model(model, SHAPE), spec)).values()))
+        seconds = timer(schedule_conv(func, default_tile(kernel, vector_unit(spec.tvm_target())), "packed"))
+    assert first.conv_tiles_measured == len(tiles) > 0 and first.trials_run == 0
+    assert again.conv_tiles_measured == 0 and load_tiles(first.db_dir) == tiles
+    assert all(tile.vec == 4 for tile in tiles.values())  # NEON: 4 float32 lanes
+    assert seconds > 0 and timer.preproc == FLUSH  # the aarch64 runtime flushes the caches
+    _, report = build_artifact(
+        model, tmp_path / "toy-a72", spec, variant="toy", input_size=SHAPE[-1], db_roots=[root]
+    )
+    assert report.measured_tiles == report.conv_kernels == len(tiles)
+
+
+def test_a_board_lost_during_the_tile_search_keeps_its_records(arm_build, tmp_path):
+    """`repnext tune --tracker` whose board (the qemu server) dies mid tile search: exit 2 with one error
+    line, the kernels measured so far stay in conv_tiles.json, and the same command later resumes."""
+    import re
+    import sys
+    import threading
+    import time
+
+    from repnext_core.compile.tvm.conv_tiles import load_tiles
+
+    def command(tracker: str, key: str) -> list[str]:
+        return [
+            *(sys.executable, "-m", "repnext_core.cli", "tune", "toy", "--input-size", str(SHAPE[-1])),
+            *("--target", "cortex-a72", "--tracker", tracker, "--key", key, "--trials", "0"),
+            *("--tile-candidates", "2", "--db", str(tmp_path)),
+        ]
+
+    with device.start_rpc_tracker() as address:
+        with device.start_rpc_server(
+            tracker=address, key="qemu-lost", qemu=True, build_dir=arm_build.build_dir
+        ) as srv:
+            cmd = command(address, "qemu-lost")
+            proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            seen = []
+            threading.Thread(
+                target=lambda: seen.extend(iter(lambda: proc.stderr.read(64), "")), daemon=True
+            ).start()
+            deadline = time.monotonic() + QEMU_TIMEOUT_S
+            while not re.search(r" [3-9]/\d+ \[", "".join(seen)):
+                assert proc.poll() is None and time.monotonic() < deadline, "".join(seen)[-2000:]
+                time.sleep(0.1)
+            device.stop_process(srv.process)
+            assert proc.wait(timeout=QEMU_TIMEOUT_S) == 2, "".join(seen)[-2000:]
+    time.sleep(0.2)  # the reader thread drains the pipe
+    errors = [line for line in "".join(seen).splitlines() if line.startswith("repnext tune:")]
+    assert len(errors) == 1 and "Traceback" not in "".join(seen), "".join(seen)[-2000:]
+    assert "lost the board" in errors[0] and "run the same command again to resume" in errors[0]
+    (db,) = tmp_path.iterdir()
+    kept = load_tiles(db)
+    assert len(kept) >= 3 and f"({len(kept)} of " in errors[0]
+
+    with device.emulated_board(key="qemu-lost", build_dir=arm_build.build_dir) as (host, port, key):
+        resumed = subprocess.run(
+            [*command(f"{host}:{port}", key), "--quiet"],
+            capture_output=True,
+            text=True,
+            timeout=QEMU_TIMEOUT_S,
+        )
+    assert resumed.returncode == 0, resumed.stderr
+    total = len(load_tiles(db))
+    assert (
+        total > len(kept) and f"{total - len(kept)} conv kernel(s) had their tiles measured" in resumed.stdout
+    )
