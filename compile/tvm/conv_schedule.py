@@ -11,7 +11,7 @@ reduction, so the schedule marks that loop and `_vectorize_marked` sets the loop
 from __future__ import annotations
 
 import re
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 # Loops marked with this annotation become vectorized loops after scheduling (see module docstring).
 _VECTORIZE_MARK = "repnext_vectorize"
@@ -24,13 +24,20 @@ _CONV_BLOCK = re.compile(r"^(group_)?conv2d_nhwc")
 @dataclass(frozen=True)
 class ConvTile:
     """Register tile: ty x tx output pixels by cv vectors of vec channels; `order` puts pixel tiles ("pf")
-    or channel blocks ("fp") outermost."""
+    or channel blocks ("fp") outermost.
+
+    The NEON forms (ARM targets only; x86 tiles keep the defaults, so host kernels are unchanged):
+    `rcv` > 1 loads rcv input channels of each pixel as one vector and multiplies the weight vectors by
+    its lanes (by-element FMAs) instead of broadcasting one input scalar per channel; `window` unrolls the
+    kernel's horizontal taps so that neighbouring pixels share their input vector loads (depthwise)."""
 
     tx: int
     ty: int
     cv: int
     vec: int
     order: str = "pf"
+    rcv: int = 1
+    window: bool = False
 
     @property
     def accumulators(self) -> int:
@@ -38,8 +45,12 @@ class ConvTile:
         return self.tx * self.ty * self.cv
 
     def to_json(self) -> dict:
-        """As stored in conv_tiles.json."""
-        return asdict(self)
+        """As stored in conv_tiles.json (the NEON fields only where set: x86 records read as before)."""
+        data = asdict(self)
+        for name, default in (("rcv", 1), ("window", False)):
+            if data[name] == default:
+                del data[name]
+        return data
 
 
 @dataclass(frozen=True)
@@ -50,6 +61,9 @@ class ConvKernel:
     width: int
     channels: int
     dtype: str = "float32"  # of the accumulation, which sets the lanes per vector register
+    taps: tuple[int, int] = (1, 1)  # kernel height and width
+    reduce_channels: int = 0  # input channels summed per output (1: depthwise; 0: not recorded)
+    stride: int = 1  # horizontal
 
 
 @dataclass(frozen=True)
@@ -58,6 +72,7 @@ class VectorUnit:
 
     lanes: int
     registers: int
+    by_element: bool = False  # FMAs by vector lane (NEON's fmla v.4s, v.4s, v.s[i])
 
 
 def vector_unit(target, dtype: str = "float32") -> VectorUnit:
@@ -68,7 +83,7 @@ def vector_unit(target, dtype: str = "float32") -> VectorUnit:
     bits = {"float32": 32, "float16": 16}[dtype]
     triple = str(target.attrs.get("mtriple", ""))
     if triple.startswith(("aarch64", "arm")):
-        return VectorUnit(128 // bits, 32)
+        return VectorUnit(128 // bits, 32, by_element=True)
     if target_has_features("avx512f", target):
         return VectorUnit(512 // bits, 32)
     return VectorUnit(256 // bits, 16)
@@ -87,12 +102,50 @@ def match_conv(func) -> ConvKernel | None:
     kinds = "".join("R" if _is_reduce_var(iv) else "S" for iv in block.iter_vars)
     if kinds != "SSSSRRR" or len(sch.get_loops(convs[0])) != 7:
         return None
-    _, h, w, c = (int(iv.dom.extent) for iv in block.iter_vars[:4])
-    return ConvKernel(h, w, c, str(block.writes[0].source.dtype))
+    _, h, w, c, kh, kw, rc = (int(iv.dom.extent) for iv in block.iter_vars)
+    in_width = int(block.reads[0].source.shape[2])  # of the padded input
+    stride = max(1, (in_width - kw) // (w - 1)) if w > 1 else 1
+    return ConvKernel(h, w, c, str(block.writes[0].source.dtype), (kh, kw), rc, stride)
 
 
 def candidate_tiles(kernel: ConvKernel, unit: VectorUnit, limit: int = 16) -> list[ConvTile]:
     """Tiles that divide the output exactly and fit the register file, most promising first."""
+    if unit.by_element and kernel.reduce_channels > 1 and kernel.reduce_channels % unit.lanes == 0:
+        return _by_element_tiles(kernel, unit, limit)
+    if unit.by_element and kernel.reduce_channels == 1 and kernel.taps[1] > 1:
+        return _window_tiles(kernel, unit, limit) or _broadcast_tiles(kernel, unit, limit)
+    return _broadcast_tiles(kernel, unit, limit)
+
+
+def _window_tiles(kernel: ConvKernel, unit: VectorUnit, limit: int) -> list[ConvTile]:
+    """NEON tiles for depthwise convs with horizontal taps: per kernel row, the tile's input row of
+    (tx - 1) * stride + kw vectors is loaded once and serves every tap. Registers: the accumulators, the
+    input row and a weight vector; ranked by vector loads per FMA, then by the larger register tile."""
+    if kernel.channels % unit.lanes:
+        return []
+    kw = kernel.taps[1]
+    tiles = []
+    for cv in _divisors(kernel.channels // unit.lanes, 4):
+        for tx in _divisors(kernel.width, 16):
+            for ty in _divisors(kernel.height, 4):
+                tile = ConvTile(tx, ty, cv, unit.lanes, window=True)
+                if tile.accumulators + _window_row(tile, kernel) + cv <= unit.registers:
+                    tiles.append(tile)
+
+    def loads_per_fma(t: ConvTile) -> float:
+        return (_window_row(t, kernel) + kw * t.cv) / (t.accumulators * kw)
+
+    tiles.sort(key=lambda t: (loads_per_fma(t), -t.accumulators, -t.tx))
+    ranked = tiles[: max(1, limit // 2)]
+    return ranked + [replace(t, order="fp") for t in ranked][: limit - len(ranked)]
+
+
+def _window_row(tile: ConvTile, kernel: ConvKernel) -> int:
+    return tile.ty * ((tile.tx - 1) * kernel.stride + kernel.taps[1]) * tile.cv
+
+
+def _broadcast_tiles(kernel: ConvKernel, unit: VectorUnit, limit: int) -> list[ConvTile]:
+    """The tiles of one broadcast input scalar (or vector, depthwise) per FMA row: x86's, and NEON's rest."""
     budget = unit.registers - 1  # accumulators + one weight vector per channel vector + the broadcast input
     vecs = [v for v in (unit.lanes, unit.lanes // 2, unit.lanes // 4) if v >= 2 and kernel.channels % v == 0]
     if not vecs:
@@ -108,6 +161,29 @@ def candidate_tiles(kernel: ConvKernel, unit: VectorUnit, limit: int = 16) -> li
     tiles.sort(key=lambda t: _score(t, budget))
     ranked = tiles[: max(1, limit // 2)]
     return ranked + [ConvTile(t.tx, t.ty, t.cv, t.vec, "fp") for t in ranked][: limit - len(ranked)]
+
+
+def _by_element_tiles(kernel: ConvKernel, unit: VectorUnit, limit: int) -> list[ConvTile]:
+    """NEON tiles for convs that sum over input channels: per `lanes` channels, each pixel's inputs are one
+    vector load and the lanes x cv weight vectors one load each, for lanes x pixels x cv by-element FMAs.
+    Registers: the accumulators, one input vector per pixel, one channel vector of weights at a time.
+    Ranked by vector loads per FMA, then by the larger register tile."""
+    lanes = unit.lanes
+    tiles = []
+    for cv in _divisors(kernel.channels // lanes, 4):
+        for tx in _divisors(kernel.width, 16):
+            for ty in _divisors(kernel.height, 4):
+                tile = ConvTile(tx, ty, cv, lanes, rcv=lanes)
+                if tile.accumulators + tx * ty + cv <= unit.registers:
+                    tiles.append(tile)
+
+    def loads_per_fma(t: ConvTile) -> float:
+        pixels = t.tx * t.ty
+        return (pixels + lanes * t.cv) / (lanes * pixels * t.cv)
+
+    tiles.sort(key=lambda t: (loads_per_fma(t), -t.accumulators, -t.tx))
+    ranked = tiles[: max(1, limit // 2)]
+    return ranked + [replace(t, order="fp") for t in ranked][: limit - len(ranked)]
 
 
 def default_tile(kernel: ConvKernel, unit: VectorUnit) -> ConvTile:
@@ -141,8 +217,12 @@ def schedule_conv(func, tile: ConvTile, weights: str = "keep"):
     conv = next(b for b in blocks if _is_reduction(sch, b))
     weight = sch.get(conv).reads[1].source  # topi's conv blocks read (padded input, weight)
     out = blocks[-1]
+    pad = None
     for block in blocks:
         if not (sch.get(block).same_as(sch.get(conv)) or sch.get(block).same_as(sch.get(out))):
+            if tile.window and pad is None and sch.get(block).name_hint.startswith("pad"):
+                pad = block  # kept: the padded rows are copied per tile (see below)
+                continue
             sch.compute_inline(block)  # input padding and the epilogue's intermediate steps
     if weights != "keep":
         _pack_weights(sch, conv, weight, tile.cv * tile.vec, weights == "pack-step")
@@ -151,7 +231,35 @@ def schedule_conv(func, tile: ConvTile, weights: str = "keep"):
     x_out, x_in = sch.split(x, [None, tile.tx])
     f_out, f_vecs, f_lanes = sch.split(f, [None, tile.cv, tile.vec])
     outer = [y_out, x_out, f_out] if tile.order == "pf" else [f_out, y_out, x_out]
-    sch.reorder(n, *outer, ry, rx, rc, y_in, x_in, f_vecs, f_lanes)
+    if tile.rcv > 1:
+        # rc = (rc_out, rc_in): the tile's inputs for rcv channels are loaded as vectors at rc_out, and
+        # rc_in indexes their lanes (LLVM emits by-element FMAs from the constant lane extracts).
+        rc_out, rc_in = sch.split(rc, [None, tile.rcv])
+        sch.reorder(n, *outer, ry, rx, rc_out, rc_in, y_in, x_in, f_vecs, f_lanes)
+        inputs = sch.cache_read(conv, 0, "global")  # "global": a stack array that LLVM keeps in registers
+        sch.compute_at(inputs, rc_out)
+        loops = sch.get_loops(inputs)
+        at = next(i for i, loop in enumerate(loops) if sch.get(loop).same_as(sch.get(rc_out)))
+        *copy, lanes = loops[at + 1 :]
+        sch.vectorize(lanes)
+        for loop in copy:
+            sch.unroll(loop)
+        sch.unroll(rc_in)
+    else:
+        sch.reorder(n, *outer, ry, rx, rc, y_in, x_in, f_vecs, f_lanes)
+    if tile.window:
+        sch.unroll(rx)  # neighbouring pixels' taps read the same input vectors: one load serves them all
+        if pad is not None:
+            # The tile's padded input row is copied to a stack array once per kernel row, so the taps read
+            # it without the bounds test that inlined padding puts on every load.
+            sch.compute_at(pad, ry)
+            loops = sch.get_loops(pad)
+            at = next(i for i, loop in enumerate(loops) if sch.get(loop).same_as(sch.get(ry)))
+            *copy, chans = loops[at + 1 :]
+            _, lanes = sch.split(chans, [None, tile.vec])
+            sch.vectorize(lanes)
+            for loop in copy:
+                sch.unroll(loop)
     if not sch.get(out).same_as(sch.get(conv)):
         sch.set_scope(conv, 0, "local")
         sch.reverse_compute_at(out, outer[-1])

@@ -17,6 +17,7 @@ from repnext_core.compile.tune.tile_search import search_tiles  # noqa: E402
 from repnext_core.compile.tvm.artifact import VMRunner  # noqa: E402
 from repnext_core.compile.tvm.conv_schedule import (  # noqa: E402
     ConvKernel,
+    ConvTile,
     VectorUnit,
     candidate_tiles,
     default_tile,
@@ -155,13 +156,61 @@ def test_candidate_tiles_divide_the_output_and_fit_the_registers():
         assert channels % (tile.cv * tile.vec) == 0
 
 
+NEON = VectorUnit(4, 32, by_element=True)
+
+
+def test_neon_tiles_load_input_vectors_and_fit_the_registers():
+    # Convs summing over input channels: lanes-wide input vectors and by-element FMAs; registers hold the
+    # accumulators, one input vector per pixel and one weight vector per channel vector.
+    kernel = ConvKernel(14, 14, 384, taps=(1, 1), reduce_channels=192)
+    tiles = candidate_tiles(kernel, NEON, limit=8)
+    assert tiles[0] == ConvTile(7, 1, 3, 4, rcv=4)
+    for t in tiles:
+        assert t.rcv == 4 and t.accumulators + t.tx * t.ty + t.cv <= 32
+    # Depthwise convs with horizontal taps: an input row per kernel row, shared by the taps (window).
+    depthwise = ConvKernel(14, 14, 48, taps=(7, 7), reduce_channels=1)
+    tile = default_tile(depthwise, NEON)
+    assert tile.window and tile.rcv == 1
+    assert tile.accumulators + tile.ty * (tile.tx + 6) * tile.cv + tile.cv <= 32
+    # x86 units keep the broadcast tiles (the host kernels and their timings); so do vertical-only taps.
+    for k in (kernel, depthwise):
+        assert all(t.rcv == 1 and not t.window for t in candidate_tiles(k, VectorUnit(16, 32), limit=8))
+    assert not default_tile(ConvKernel(14, 14, 48, taps=(11, 1), reduce_channels=1), NEON).window
+
+
+NEON_CASES = ["1x1+gelu", "1x1+residual", "dense 3x3/2", "depthwise 7x7", "depthwise 1x11", "depthwise 3x3/2"]
+
+
+@pytest.mark.parametrize("case", NEON_CASES)
+def test_neon_tiles_compute_the_same_conv(case):
+    """The NEON forms (vector inputs with by-element FMAs, depthwise windows) are target-independent TIR:
+    checked on the host."""
+    args, shape = {**CASES, "dense 3x3/2": ((8, 24, (3, 3), 2, 1, False, False), (1, 8, 14, 14))}[case]
+    torch.manual_seed(0)
+    block = ConvBlock(*args).eval()
+    prepared = prepare(import_model(block, shape), HOST)
+    ((gv, (kernel, func)),) = conv_kernels(prepared).items()
+    tiles = candidate_tiles(kernel, NEON, limit=4)
+    assert tiles and all(t.rcv == 4 or t.window for t in tiles)
+    x = torch.randn(shape, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        ref = block(x).numpy()
+    for tile in tiles:
+        scheduled = prepared.clone()
+        scheduled[gv] = schedule_conv(func, tile)
+        out = VMRunner(tvm.relax.build(scheduled, HOST.tvm_target()))(x.numpy())
+        np.testing.assert_allclose(
+            out, ref, rtol=1e-5, atol=1e-5 * float(np.abs(ref).max()), err_msg=str(tile)
+        )
+
+
 def test_vector_unit_follows_the_target():
     def unit(**target):
         return vector_unit(tvm.target.Target({"kind": "llvm", **target}))
 
     assert unit(mcpu="sapphirerapids") == VectorUnit(16, 32)
     assert unit(mcpu="znver3") == VectorUnit(8, 16)
-    assert unit(mtriple="aarch64-linux-gnu", mcpu="cortex-a72") == VectorUnit(4, 32)
+    assert unit(mtriple="aarch64-linux-gnu", mcpu="cortex-a72") == VectorUnit(4, 32, by_element=True)
 
 
 def test_only_conv_kernels_match(mod):
