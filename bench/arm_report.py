@@ -33,6 +33,8 @@ def markdown(results: list[dict]) -> str:
     ]
     for result in sorted(results, key=lambda r: (r["model"], r["target"])):
         lines += [f"## {result['model']} on {result['target']}", "", format_counts(result), ""]
+        if result.get("note"):
+            lines += [f"Note: {result['note']}.", ""]
     return "\n".join(lines)
 
 
