@@ -8,7 +8,9 @@ tolerance), then run k inferences and 1 under the plugin and difference the two.
 from __future__ import annotations
 
 import json
+import shutil
 import sys
+import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -137,8 +139,10 @@ def count_engines(
     root = default_cache_root()
     start = time.monotonic()
     so = plugin.build_plugin(root)
-    out_dir = root / "arm" / "runs" / f"{variant}-{target}"
-    out_dir.mkdir(parents=True, exist_ok=True)
+    runs = root / "arm" / "runs"
+    runs.mkdir(parents=True, exist_ok=True)
+    # A folder per run: two benches at once (a test beside `make bench-arm`) must not share output files.
+    out_dir = Path(tempfile.mkdtemp(prefix=f"{variant}-{target}-", dir=runs))
     result = {"title": TITLE, "model": variant, "target": target, "k": k, "seed": seed, "rows": []}
     for name in engine_names:
         t0 = time.monotonic()
@@ -153,6 +157,7 @@ def count_engines(
         result["elapsed_s"] = round(time.monotonic() - start, 1)
         if json_out:
             write_text_atomic(json_out, json.dumps(result, indent=2))
+    shutil.rmtree(out_dir, ignore_errors=True)  # outputs and counts are in `result`; TB dumps are large
     return result
 
 
