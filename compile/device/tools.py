@@ -13,7 +13,14 @@ _ELF_MACHINES = {183: "aarch64", 62: "x86_64", 40: "arm", 243: "riscv", 3: "x86"
 _TOOLS = {  # program -> Debian package that provides it
     "cmake": "cmake",
     "aarch64-linux-gnu-g++": "g++-aarch64-linux-gnu",
+    "aarch64-linux-gnu-gcc": "gcc-aarch64-linux-gnu",
     "qemu-aarch64": "qemu-user",
+    "gcc": "gcc",
+    "pkg-config": "pkg-config",
+    "llvm-mc-19": "llvm-19",
+    "llvm-mca-19": "llvm-19",
+    "apt-get": "apt (this needs a Debian host)",
+    "dpkg": "dpkg (this needs a Debian host)",
 }
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 from collections.abc import Sequence
 from pathlib import Path
@@ -19,14 +18,6 @@ def arm_dir(cache_root: Path) -> Path:
     path = Path(cache_root) / "arm"
     path.mkdir(parents=True, exist_ok=True)
     return path
-
-
-def require_tool(tool: str, fix: str) -> str:
-    """The full path of a program on PATH, or an EmulationError naming the command that installs it."""
-    found = shutil.which(tool)
-    if not found:
-        raise EmulationError(f"`{tool}` is not on PATH; install it with: {fix}")
-    return found
 
 
 def run_checked(cmd: Sequence[str], what: str, timeout: float, **kwargs) -> subprocess.CompletedProcess:

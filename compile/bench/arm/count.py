@@ -10,9 +10,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from repnext_core.compile.bench.arm.common import EmulationError, require_tool
+from repnext_core.compile.bench.arm.common import EmulationError
+from repnext_core.compile.device.tools import require_tool
 
-QEMU_FIX = "apt-get install -y qemu-user"
 # Engines must run single-threaded and quiet: the plugin's counters are exact for one guest thread.
 ENGINE_ENV = {
     "ORT_DISABLE_TELEMETRY": "1",
@@ -40,7 +40,7 @@ class Counts:
 
 def qemu_cpus() -> list[str]:
     """CPU models this qemu-aarch64 can emulate (from `qemu-aarch64 -cpu help`)."""
-    qemu = require_tool("qemu-aarch64", QEMU_FIX)
+    qemu = require_tool("qemu-aarch64")
     out = subprocess.run([qemu, "-cpu", "help"], capture_output=True, text=True, timeout=60).stdout
     return [line.split()[0] for line in out.splitlines()[1:] if line.strip()]
 
@@ -60,7 +60,7 @@ def qemu_command(
     guest: Sequence[str], cpu: str, plugin: Path, out: Path, root: Path | None, tbdump: Path | None
 ) -> list[str]:
     """The qemu-aarch64 command line that runs guest argv with the plugin writing to out (and tbdump)."""
-    qemu = require_tool("qemu-aarch64", QEMU_FIX)
+    qemu = require_tool("qemu-aarch64")
     args = f"{plugin},out={out}" + (f",tbdump={tbdump}" if tbdump else "")
     cmd = [qemu, "-cpu", cpu, "-plugin", args]
     if root is not None:
@@ -76,7 +76,7 @@ def run_plain(
     timeout: float = 1800,
 ) -> float:
     """Run guest argv under qemu without the plugin (the correctness check); returns its wall seconds."""
-    qemu = require_tool("qemu-aarch64", QEMU_FIX)
+    qemu = require_tool("qemu-aarch64")
     cmd = [qemu, "-cpu", cpu, *(["-L", str(root)] if root is not None else []), *map(str, guest)]
     start = time.monotonic()
     try:

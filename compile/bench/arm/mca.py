@@ -22,10 +22,10 @@ from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 
-from repnext_core.compile.bench.arm.common import EmulationError, arm_dir, require_tool
+from repnext_core.compile.bench.arm.common import EmulationError, arm_dir
+from repnext_core.compile.device.tools import require_tool
 from repnext_core.files import write_text_atomic
 
-LLVM_FIX = "apt-get install -y llvm-19"
 ITERATIONS = 100
 CHUNK = 400  # regions per llvm-mca process
 MEMO_VERSION = "v3"  # bump when the disassembly or modeling options change: the memo is keyed on bytes only
@@ -149,8 +149,8 @@ def block_cycles(cache_root: Path, blocks: list[str], mcpu: str) -> tuple[dict[s
 
     Only blocks not yet in the memo are disassembled, so the invalid words are those of this call's new blocks.
     """
-    llvm_mc = require_tool("llvm-mc-19", LLVM_FIX)
-    llvm_mca = require_tool("llvm-mca-19", LLVM_FIX)
+    llvm_mc = require_tool("llvm-mc-19")
+    llvm_mca = require_tool("llvm-mca-19")
     memo_path = arm_dir(cache_root) / "mca" / f"{mcpu}-it{ITERATIONS}-{MEMO_VERSION}.json"
     memo: dict[str, float | None] = json.loads(memo_path.read_text()) if memo_path.is_file() else {}
     key = {b: hashlib.sha1(b.encode()).hexdigest() for b in blocks}

@@ -9,7 +9,8 @@ import subprocess
 import tarfile
 from pathlib import Path
 
-from repnext_core.compile.bench.arm.common import EmulationError, arm_dir, require_tool, run_checked
+from repnext_core.compile.bench.arm.common import EmulationError, arm_dir, run_checked
+from repnext_core.compile.device.tools import require_tool
 
 PLUGIN_SOURCE = Path(__file__).resolve().parent / "insn_count.c"
 HEADER_MEMBER = "include/qemu/qemu-plugin.h"
@@ -41,7 +42,7 @@ def _orig_tarball(cache_root: Path) -> Path:
     found = sorted(dl.glob("qemu_*.orig.tar.*")) if dl.is_dir() else []
     if found:
         return found[-1]
-    require_tool("apt-get", "this needs a Debian/Ubuntu host")
+    require_tool("apt-get")
     sources = work / "sources.list"
     work.mkdir(parents=True, exist_ok=True)
     sources.write_text("\n".join(DEB_SRC_LINES) + "\n")
@@ -78,7 +79,7 @@ def fetch_plugin_header(cache_root: Path) -> Path:
 
 
 def _glib_cflags() -> list[str]:
-    require_tool("pkg-config", "apt-get install -y pkg-config")
+    require_tool("pkg-config")
     proc = subprocess.run(["pkg-config", "--cflags", "glib-2.0"], capture_output=True, text=True)
     if proc.returncode != 0:
         raise EmulationError(
@@ -89,7 +90,7 @@ def _glib_cflags() -> list[str]:
 
 def build_plugin(cache_root: Path, source: Path = PLUGIN_SOURCE) -> Path:
     """Compile the plugin into the cache (named by a hash of source and header) and return the .so path."""
-    require_tool("gcc", "apt-get install -y gcc")
+    require_tool("gcc")
     inc = fetch_plugin_header(cache_root)
     digest = hashlib.sha256(Path(source).read_bytes() + (inc / "qemu-plugin.h").read_bytes()).hexdigest()[:12]
     out = arm_dir(cache_root) / "plugin" / f"insn_count-{digest}.so"

@@ -5,7 +5,8 @@ from __future__ import annotations
 from collections import Counter
 from pathlib import Path
 
-from repnext_core.compile.bench.arm.common import arm_dir, require_tool, run_checked
+from repnext_core.compile.bench.arm.common import arm_dir, run_checked
+from repnext_core.compile.device.tools import require_tool
 from repnext_core.files import write_text_atomic
 
 # The loop body, one instruction a line, with the plugin classes each one must add per iteration.
@@ -51,7 +52,7 @@ def per_iteration() -> Counter:
 
 def build_probe(cache_root: Path) -> Path:
     """Cross-compile the probe statically for aarch64 (armv8.2-a+fp16 for the fmla .8h) into the cache."""
-    gcc = require_tool("aarch64-linux-gnu-gcc", "apt-get install -y gcc-aarch64-linux-gnu")
+    gcc = require_tool("aarch64-linux-gnu-gcc")
     body = "\n".join(f'        "{line}\\n"' for line, _ in LOOP_BODY)
     folder = arm_dir(cache_root) / "probe"
     src = write_text_atomic(folder / "probe.c", C_TEMPLATE.replace("BODY", body))

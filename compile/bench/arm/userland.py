@@ -7,7 +7,8 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from repnext_core.compile.bench.arm.common import EmulationError, arm_dir, require_tool, run_checked
+from repnext_core.compile.bench.arm.common import EmulationError, arm_dir, run_checked
+from repnext_core.compile.device.tools import require_tool
 from repnext_core.files import write_text_atomic
 
 SUITES = ("bookworm", "bookworm-updates")
@@ -112,7 +113,7 @@ def fetch_debs(cache_root: Path) -> list[Path]:
     have = {p.name.split("_")[0] for p in debs.glob("*.deb")} if debs.is_dir() else set()
     missing = [name for name in DEBS if name not in have]
     if missing:
-        require_tool("apt-get", "this needs a Debian/Ubuntu host")
+        require_tool("apt-get")
         opts = _apt_options(work)
         run_checked(["apt-get", *opts, "update"], "apt-get update (private arm64 lists)", 600)
         debs.mkdir(parents=True, exist_ok=True)
@@ -125,7 +126,7 @@ def base_root(cache_root: Path) -> Path:
     root = arm_dir(cache_root) / "userland" / "base"
     if (root / PYTHON).is_file():
         return root
-    require_tool("dpkg", "this needs a Debian/Ubuntu host")
+    require_tool("dpkg")
     debs = fetch_debs(cache_root)
     tmp = root.with_name(f".base.{os.getpid()}.tmp")
     shutil.rmtree(tmp, ignore_errors=True)
