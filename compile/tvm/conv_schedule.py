@@ -29,7 +29,9 @@ class ConvTile:
     The NEON forms (ARM targets only; x86 tiles keep the defaults, so host kernels are unchanged):
     `rcv` > 1 loads rcv input channels of each pixel as one vector and multiplies the weight vectors by
     its lanes (by-element FMAs) instead of broadcasting one input scalar per channel; `window` unrolls the
-    kernel's horizontal taps so that neighbouring pixels share their input vector loads (depthwise)."""
+    kernel's horizontal taps so that neighbouring pixels share their input vector loads (depthwise);
+    `padded` writes the zero-padded input once before the conv, so that its loads carry no bounds test
+    (inlined padding puts one on every load of a kernel with taps)."""
 
     tx: int
     ty: int
@@ -38,6 +40,7 @@ class ConvTile:
     order: str = "pf"
     rcv: int = 1
     window: bool = False
+    padded: bool = False
 
     @property
     def accumulators(self) -> int:
@@ -47,7 +50,7 @@ class ConvTile:
     def to_json(self) -> dict:
         """As stored in conv_tiles.json (the NEON fields only where set: x86 records read as before)."""
         data = asdict(self)
-        for name, default in (("rcv", 1), ("window", False)):
+        for name, default in (("rcv", 1), ("window", False), ("padded", False)):
             if data[name] == default:
                 del data[name]
         return data
@@ -147,6 +150,7 @@ def _window_row(tile: ConvTile, kernel: ConvKernel) -> int:
 def _broadcast_tiles(kernel: ConvKernel, unit: VectorUnit, limit: int) -> list[ConvTile]:
     """The tiles of one broadcast input scalar (or vector, depthwise) per FMA row: x86's, and NEON's rest."""
     budget = unit.registers - 1  # accumulators + one weight vector per channel vector + the broadcast input
+    padded = unit.by_element and kernel.taps != (1, 1)  # NEON only: x86 kernels (and their records) as before
     vecs = [v for v in (unit.lanes, unit.lanes // 2, unit.lanes // 4) if v >= 2 and kernel.channels % v == 0]
     if not vecs:
         vecs = [kernel.channels] if kernel.channels <= unit.lanes else [1]
@@ -155,12 +159,12 @@ def _broadcast_tiles(kernel: ConvKernel, unit: VectorUnit, limit: int) -> list[C
         for cv in _divisors(kernel.channels // vec, 4):
             for tx in _divisors(kernel.width, 16):
                 for ty in _divisors(kernel.height, 4):
-                    tile = ConvTile(tx, ty, cv, vec)
+                    tile = ConvTile(tx, ty, cv, vec, padded=padded)
                     if tile.accumulators + cv <= budget:
                         tiles.append(tile)
     tiles.sort(key=lambda t: _score(t, budget))
     ranked = tiles[: max(1, limit // 2)]
-    return ranked + [ConvTile(t.tx, t.ty, t.cv, t.vec, "fp") for t in ranked][: limit - len(ranked)]
+    return ranked + [replace(t, order="fp") for t in ranked][: limit - len(ranked)]
 
 
 def _by_element_tiles(kernel: ConvKernel, unit: VectorUnit, limit: int) -> list[ConvTile]:
@@ -173,7 +177,7 @@ def _by_element_tiles(kernel: ConvKernel, unit: VectorUnit, limit: int) -> list[
     for cv in _divisors(kernel.channels // lanes, 4):
         for tx in _divisors(kernel.width, 16):
             for ty in _divisors(kernel.height, 4):
-                tile = ConvTile(tx, ty, cv, lanes, rcv=lanes)
+                tile = ConvTile(tx, ty, cv, lanes, rcv=lanes, padded=kernel.taps != (1, 1))
                 if tile.accumulators + tx * ty + cv <= unit.registers:
                     tiles.append(tile)
 
@@ -220,8 +224,8 @@ def schedule_conv(func, tile: ConvTile, weights: str = "keep"):
     pad = None
     for block in blocks:
         if not (sch.get(block).same_as(sch.get(conv)) or sch.get(block).same_as(sch.get(out))):
-            if tile.window and pad is None and sch.get(block).name_hint.startswith("pad"):
-                pad = block  # kept: the padded rows are copied per tile (see below)
+            if (tile.window or tile.padded) and pad is None and sch.get(block).name_hint.startswith("pad"):
+                pad = block  # kept: the padded rows are copied per tile, or the padded input once (below)
                 continue
             sch.compute_inline(block)  # input padding and the epilogue's intermediate steps
     if weights != "keep":
@@ -260,6 +264,8 @@ def schedule_conv(func, tile: ConvTile, weights: str = "keep"):
             sch.vectorize(lanes)
             for loop in copy:
                 sch.unroll(loop)
+    if pad is not None and not tile.window:
+        _schedule_padding(sch, pad, tile.vec)
     if not sch.get(out).same_as(sch.get(conv)):
         sch.set_scope(conv, 0, "local")
         sch.reverse_compute_at(out, outer[-1])
@@ -272,6 +278,16 @@ def schedule_conv(func, tile: ConvTile, weights: str = "keep"):
     init = sch.decompose_reduction(conv, ry)
     sch.vectorize(sch.get_loops(init)[-1])
     return _vectorize_marked(sch.mod["main"]).with_attr("tirx.is_scheduled", True)
+
+
+def _schedule_padding(sch, pad, vec: int) -> None:
+    """The whole padded input written once, rows in parallel, channels in vectors where they divide."""
+    n, y, x, c = sch.get_loops(pad)
+    sch.parallel(sch.fuse(n, y))
+    channels = int(sch.get(c).extent)
+    if channels % vec == 0:
+        _, lanes = sch.split(c, [None, vec])
+        sch.vectorize(lanes)
 
 
 def _pack_weights(sch, conv, weight, width: int, as_step: bool) -> None:

@@ -179,19 +179,27 @@ def test_neon_tiles_load_input_vectors_and_fit_the_registers():
 
 
 NEON_CASES = ["1x1+gelu", "1x1+residual", "dense 3x3/2", "depthwise 7x7", "depthwise 1x11", "depthwise 3x3/2"]
+NEON_CASES += ["stem 3x3/2", "depthwise 11x1"]
 
 
 @pytest.mark.parametrize("case", NEON_CASES)
 def test_neon_tiles_compute_the_same_conv(case):
     """The NEON forms (vector inputs with by-element FMAs, depthwise windows) are target-independent TIR:
     checked on the host."""
-    args, shape = {**CASES, "dense 3x3/2": ((8, 24, (3, 3), 2, 1, False, False), (1, 8, 14, 14))}[case]
+    args, shape = {
+        **CASES,
+        "dense 3x3/2": ((8, 24, (3, 3), 2, 1, False, False), (1, 8, 14, 14)),
+        "depthwise 11x1": ((12, 12, (11, 1), 1, 12, False, True), (1, 12, 14, 6)),
+    }[case]
     torch.manual_seed(0)
     block = ConvBlock(*args).eval()
     prepared = prepare(import_model(block, shape), HOST)
     ((gv, (kernel, func)),) = conv_kernels(prepared).items()
     tiles = candidate_tiles(kernel, NEON, limit=4)
-    assert tiles and all(t.rcv == 4 or t.window for t in tiles)
+    assert tiles and all(t.rcv == 4 or t.window or t.padded for t in tiles)
+    # kernels with taps read a padded copy of the input (no bounds test per load), except the windowed ones,
+    # which pad their rows per tile
+    assert all(t.padded == (kernel.taps != (1, 1) and not t.window) for t in tiles)
     x = torch.randn(shape, generator=torch.Generator().manual_seed(1))
     with torch.no_grad():
         ref = block(x).numpy()
@@ -250,3 +258,57 @@ def test_a_damaged_tiles_file_says_what_to_do(tmp_path):
     (tmp_path / TILES_FILE).write_text("[]")
     with pytest.raises(ValueError, match="not a repnext-conv-tiles/1 file"):
         load_tiles(tmp_path)
+
+
+def gelu_of_copies(channels: int = 12) -> nn.Module:
+    """1x1 conv 3 -> channels whose output channel j is input channel j % 3, then GELU: the MLP's expand-conv
+    epilogue (vectorized by the conv schedule) on known inputs."""
+    block = ConvBlock(3, channels, (1, 1), 1, 1, True, False).eval()
+    with torch.no_grad():
+        block.conv.weight.zero_()
+        block.conv.bias.zero_()
+        for j in range(channels):
+            block.conv.weight[j, j % 3] = 1.0
+    return block
+
+
+@pytest.fixture(scope="module")
+def arm_gelu(tmp_path_factory):
+    from repnext_core.compile.tvm.build import build_artifact
+
+    out = tmp_path_factory.mktemp("gelu") / "a76"
+    return build_artifact(gelu_of_copies(), out, "cortex-a76", input_size=32)[0]
+
+
+def test_aarch64_gelu_divides_by_refined_reciprocal(arm_gelu):
+    """NEON's vector divide is slow: the erf's one division is FRECPE + two FRECPS steps on aarch64."""
+    import subprocess
+
+    asm = subprocess.run(
+        ["aarch64-linux-gnu-objdump", "-d", str(arm_gelu / "model.so")], capture_output=True, text=True
+    ).stdout.splitlines()
+    assert any("frecpe" in line and ".4s" in line for line in asm)
+    assert sum("frecps" in line and ".4s" in line for line in asm) >= 2
+    assert not any("fdiv" in line for line in asm)
+
+
+def test_aarch64_fp16_gelu_builds(tmp_path):
+    """Half builds vectorize the GELU epilogue 8 lanes wide in float32, which FRECPE cannot take: they build."""
+    from repnext_core.compile.tvm.build import build_artifact
+
+    out, report = build_artifact(
+        gelu_of_copies(16), tmp_path / "a76", "cortex-a76", input_size=32, precision="fp16"
+    )
+    assert (out / "model.so").stat().st_size > 0
+
+
+@pytest.mark.slow
+def test_aarch64_gelu_stays_within_its_erf_bound_under_qemu(arm_gelu):
+    from repnext_core.compile import device
+
+    x = np.linspace(-10, 10, 3 * 32 * 32).astype("float32").reshape(1, 3, 32, 32)
+    out = device.run_artifact_native(arm_gelu, x, qemu=True)
+    xs = np.concatenate([x] * 4, axis=1).reshape(-1)  # output channel j is input channel j % 3
+    out = out.reshape(-1)
+    exact = xs.astype(np.float64) * 0.5 * (1 + np.vectorize(math.erf)(xs.astype(np.float64) / math.sqrt(2)))
+    assert np.max(np.abs(out - exact) / np.maximum(np.abs(xs) / 2, 1)) <= ERF_MAX_ABS_ERROR
