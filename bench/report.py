@@ -10,7 +10,12 @@ import json
 from collections import defaultdict
 from pathlib import Path
 
+from repnext_core.compile.bench.engines import PEERS
 from repnext_core.table import format_table
+
+# fp32 runtimes a user would pick instead of ours; reduced-precision variants (openvino-bf16) are shown, not raced.
+FP32_PEERS = ("ort", *(p for p in PEERS if not p.endswith(("-bf16", "-fp16"))))
+GOAL = 1.15  # issue 14: the tuned build at least this much faster than the best fp32 peer
 
 
 def load(*paths: str | Path) -> dict:
@@ -26,6 +31,8 @@ def load(*paths: str | Path) -> dict:
     models: dict = defaultdict(dict)
     peak: dict[int, float] = {}
     macs: dict[str, int] = {}
+    notes: dict[str, str] = {}
+    mcpu = None
     for b in data["benchmarks"]:
         info = b["extra_info"]
         median = b["stats"]["median"]
@@ -34,17 +41,35 @@ def load(*paths: str | Path) -> dict:
             continue
         models[(info["variant"], info["threads"])][info["engine"]] = median * 1e3
         macs[info["variant"]] = info["macs"]
-    return {"models": dict(models), "peak": peak, "macs": macs, "machine": data.get("machine_info", {})}
+        mcpu = info.get("host_mcpu") or mcpu
+        if info.get("note") and info["engine"] not in ("tvm", "tvm-tuned"):
+            notes[info["engine"]] = info["note"]
+    return {
+        "models": dict(models),
+        "peak": peak,
+        "macs": macs,
+        "notes": notes,
+        "mcpu": mcpu,
+        "machine": data.get("machine_info", {}),
+    }
+
+
+def best_peer(engines: dict[str, float]) -> tuple[str, float] | None:
+    """(name, median ms) of the fastest fp32 peer runtime timed in this table, or None."""
+    peers = [(ms, name) for name, ms in engines.items() if name in FP32_PEERS]
+    return (min(peers)[1], min(peers)[0]) if peers else None
 
 
 def markdown(results: dict) -> str:
     """The RESULTS.md text: the machine, then one table per variant and thread count."""
     m = results["machine"]
     cpu = m.get("cpu", {}).get("brand_raw") or m.get("processor") or m.get("machine", "unknown CPU")
+    kind = f" (LLVM host CPU {results['mcpu']})" if results.get("mcpu") else ""
     lines = [
         "# Host CPU results",
         "",
-        f"Machine: {cpu}, {m.get('cpu', {}).get('count', '?')} logical cores, Python {m.get('python_version', '?')}.",
+        f"Machine: {cpu}{kind}, {m.get('cpu', {}).get('count', '?')} logical cores, "
+        f"Python {m.get('python_version', '?')}.",
         "These are this machine's numbers (shared and noisy, so compare engines within one table: they were "
         "measured in the same run). iPhone latencies in this project are the paper's published figures, "
         "never measured here.",
@@ -52,14 +77,15 @@ def markdown(results: dict) -> str:
         "Made by `REPNEXT_BENCH_THREADS=T pytest bench/test_models.py --benchmark-only --benchmark-json "
         "bench/results-T.json` for T = 1 and 2 (one process each) and `python bench/report.py bench/results-*.json`. Every engine's output was checked against eager fused "
         "PyTorch before timing. `tvm-tuned` appears only where a host tuning database is committed "
-        "(compile/tune/databases/); `of peak` is GFLOP/s (2 x MACs / latency) over a 1024^3 sgemm in the same run.",
+        "(compile/tune/databases/); `vs best peer` is the fastest fp32 runtime a user would pick instead (ort, "
+        "openvino, ncnn, mnn) over the engine; `of peak` is GFLOP/s (2 x MACs / latency) over a 1024^3 sgemm in the same run.",
         "",
     ]
     for (variant, threads), engines in sorted(results["models"].items()):
         peak = results["peak"].get(threads, float("nan"))
         macs = results["macs"][variant]
-        ort = engines.get("ort")
         fused = engines.get("torch-fused")
+        peer = best_peer(engines)
         rows = []
         for name, ms in sorted(engines.items(), key=lambda kv: kv[1]):
             gflops = 2 * macs / (ms / 1e3) / 1e9
@@ -68,7 +94,7 @@ def markdown(results: dict) -> str:
                     name,
                     f"{ms:.2f}",
                     f"{fused / ms:.2f}x" if fused else "-",
-                    f"{ort / ms:.2f}x" if ort else "-",
+                    f"{peer[1] / ms:.2f}x" if peer else "-",
                     f"{gflops:.1f}",
                     f"{gflops / peak:.2f}",
                 ]
@@ -76,7 +102,22 @@ def markdown(results: dict) -> str:
         lines += [
             f"## {variant}, batch 1, 224x224, {threads} thread(s) (sgemm peak {peak:.1f} GFLOP/s)",
             "",
-            format_table(["engine", "median ms", "vs torch-fused", "vs ort", "GFLOP/s", "of peak"], rows),
+            format_table(
+                ["engine", "median ms", "vs torch-fused", "vs best peer", "GFLOP/s", "of peak"], rows
+            ),
+            "",
+        ]
+        ours = engines.get("tvm-tuned", engines.get("tvm"))
+        if peer and ours:
+            name = "tvm-tuned" if "tvm-tuned" in engines else "tvm"
+            verdict = "met" if peer[1] / ours >= GOAL else f"not met, gap {GOAL - peer[1] / ours:.2f}"
+            lines += [
+                f"{name} vs the best fp32 peer timed here ({peer[0]}): {peer[1] / ours:.2f}x (goal >= {GOAL}x: {verdict})",
+                "",
+            ]
+    if results["notes"]:
+        lines += [
+            "Versions: " + "; ".join(f"{k}: {v}" for k, v in sorted(results["notes"].items())) + ".",
             "",
         ]
     return "\n".join(lines)

@@ -14,6 +14,7 @@ import torch
 
 from repnext_core.compile.bench.engines import ENGINES, make_engine, pin_threads
 from repnext_core.compile.bench.harness import check_engine
+from repnext_core.compile.tvm.targets import resolve_target
 from repnext_core.profile import count_macs
 from repnext_core.reparam import reparameterize
 from repnext_core.testing import random_model
@@ -21,6 +22,8 @@ from repnext_core.testing import random_model
 VARIANTS = os.environ.get("REPNEXT_BENCH_VARIANTS", "repnext_m0,repnext_m1,repnext_m4").split(",")
 THREADS = [int(t) for t in os.environ.get("REPNEXT_BENCH_THREADS", "1,2").split(",")]
 FAST_ENGINES = [e for e in ENGINES if e != "torch-compile"]
+# LLVM's name for this CPU: the tuning databases are keyed on it, so the report says which kind ran.
+HOST_MCPU = resolve_target("host").target.get("mcpu", "")
 
 _models: dict = {}
 
@@ -46,7 +49,13 @@ def _bench(benchmark, variant: str, engine_name: str, threads: int) -> None:
     check = check_engine(engine, ref)
     benchmark.group = f"{variant} {threads}t"
     benchmark.extra_info.update(
-        variant=variant, engine=engine_name, threads=threads, macs=macs, max_abs_diff=check.max_abs_diff
+        variant=variant,
+        engine=engine_name,
+        threads=threads,
+        macs=macs,
+        max_abs_diff=check.max_abs_diff,
+        note=engine.note,
+        host_mcpu=HOST_MCPU,
     )
     benchmark.pedantic(engine.run, rounds=15, warmup_rounds=3, iterations=1)
 

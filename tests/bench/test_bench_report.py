@@ -1,0 +1,57 @@
+"""bench/report.py: the host results table races our build against the fastest fp32 peer of the same run."""
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+
+REPORT = Path(__file__).resolve().parents[2] / "bench" / "report.py"
+
+
+@pytest.fixture(scope="module")
+def report():
+    spec = importlib.util.spec_from_file_location("bench_report", REPORT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _bench(engine: str, ms: float, note: str = "") -> dict:
+    info = {"variant": "repnext_m1", "engine": engine, "threads": 1, "macs": 10**9, "note": note}
+    info["host_mcpu"] = "znver4"
+    return {"extra_info": info, "stats": {"median": ms / 1e3, "min": ms / 1e3}}
+
+
+def _results(tmp_path: Path, rows: list[dict]) -> Path:
+    sgemm = {
+        "extra_info": {"engine": "sgemm", "threads": 1, "flops": 2 * 1024**3},
+        "stats": {"min": 0.02, "median": 0.02},
+    }
+    path = tmp_path / "results-1.json"
+    path.write_text(json.dumps({"benchmarks": [sgemm, *rows], "machine_info": {"cpu": {"count": 2}}}))
+    return path
+
+
+def test_best_peer_ignores_reduced_precision_and_our_engines(report):
+    engines = {"openvino-bf16": 5.0, "openvino": 20.0, "ort": 25.0, "ncnn": 18.0, "tvm-tuned": 16.0}
+    assert report.best_peer(engines) == ("ncnn", 18.0)
+    assert report.best_peer({"tvm": 1.0, "torch-fused": 2.0}) is None
+
+
+def test_markdown_states_the_goal_per_row(report, tmp_path):
+    rows = [
+        _bench("openvino", 20.0, "OpenVINO 2026.4, f32"),
+        _bench("ort", 24.0, "onnxruntime 1.32"),
+        _bench("tvm-tuned", 16.0),
+        _bench("torch-fused", 40.0),
+    ]
+    text = report.markdown(report.load(_results(tmp_path, rows)))
+    assert "tvm-tuned vs the best fp32 peer timed here (openvino): 1.25x (goal >= 1.15x: met)" in text
+    assert "| tvm-tuned | 16.00 " in text.replace("  ", " ").replace("  ", " ")
+    assert "LLVM host CPU znver4" in text
+    assert "openvino: OpenVINO 2026.4, f32" in text
+
+    slower = [_bench("openvino", 20.0), _bench("tvm-tuned", 19.0)]
+    text = report.markdown(report.load(_results(tmp_path, slower)))
+    assert "1.05x (goal >= 1.15x: not met, gap 0.10)" in text
