@@ -19,6 +19,8 @@ _TOOLS = {  # program -> Debian package that provides it
     "pkg-config": "pkg-config",
     "llvm-mc-19": "llvm-19",
     "llvm-mca-19": "llvm-19",
+    "llvm-nm-19": "llvm-19",
+    "llvm-readelf-19": "llvm-19",
     "apt-get": "apt (this needs a Debian host)",
     "dpkg": "dpkg (this needs a Debian host)",
 }

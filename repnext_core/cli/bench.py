@@ -43,6 +43,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--k", type=int, default=3, help="ARM: inferences in the long counted run (default 3)")
     p.add_argument("--no-mca", action="store_true", help="ARM: skip the llvm-mca cycle model")
+    p.add_argument(
+        "--hotspots",
+        type=int,
+        default=0,
+        metavar="N",
+        help="ARM, cortex-a76: also print the N kernels of our build with the most modeled cycles "
+        "(the JSON keeps the top 40 either way)",
+    )
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--input-size", type=int, default=224)
     p.add_argument("--repeat", type=int, default=20, help="timed rounds per engine")
@@ -94,6 +102,7 @@ def _count_on_arm(args: argparse.Namespace) -> int:
     import sys
 
     from repnext_core.compile.bench.arm.bench import count_engines, format_counts
+    from repnext_core.compile.bench.arm.hotspots import format_hotspots
 
     if args.threads != 1:
         raise ValueError("the counted ARM bench runs 1 thread (the plugin's counts are exact for one thread)")
@@ -107,6 +116,9 @@ def _count_on_arm(args: argparse.Namespace) -> int:
         log=lambda line: print(line, file=sys.stderr, flush=True),
     )
     print(format_counts(result))
+    for row in result["rows"] if args.hotspots else ():
+        if row.get("hotspots"):
+            print(format_hotspots(row["engine"], row["hotspots"], row["modeled_cycles"], args.hotspots))
     if args.json:
         print(f"wrote {args.json}")
     return 0 if all("per_inference" in r for r in result["rows"]) else 1

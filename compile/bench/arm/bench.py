@@ -15,9 +15,10 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from repnext_core.compile.bench.arm import count, engines, mca, plugin, userland
+from repnext_core.compile.bench.arm import count, engines, hotspots, mca, plugin, userland
 from repnext_core.compile.bench.arm.common import EmulationError
 from repnext_core.compile.bench.conversions import reference
+from repnext_core.compile.tvm.artifact import LIBRARY_FILE
 from repnext_core.files import cache_root as default_cache_root
 from repnext_core.files import write_text_atomic
 from repnext_core.table import format_table
@@ -107,9 +108,18 @@ def measure(
             "iterations": mca.ITERATIONS,
         }
         row["mca_s"] = round(time.monotonic() - t0, 1)
+        if prepared.runner is not None:
+            row["hotspots"] = _profile(root, prepared.model, runs[k].tbdump, runs[1].tbdump, k, mcpu)
         for n in (1, k):
             runs[n].tbdump.unlink(missing_ok=True)  # large; the per-block cycles are memoised in the cache
     return row
+
+
+def _profile(root: Path, artifact: Path, many: Path, one: Path, k: int, mcpu: str) -> list[dict]:
+    """Our build's modeled cycles per kernel of model.so, per inference (the block cycles are memoised)."""
+    delta = {key: d / (k - 1) for key, d in mca.block_deltas(many, one).items()}
+    cycles, _ = mca.block_cycles(root, sorted({hexbytes for _, hexbytes in delta}), mcpu)
+    return hotspots.by_function(artifact / LIBRARY_FILE, delta, cycles)
 
 
 def count_engines(

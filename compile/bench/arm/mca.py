@@ -166,13 +166,18 @@ def block_cycles(cache_root: Path, blocks: list[str], mcpu: str) -> tuple[dict[s
     return {b: memo[key[b]] for b in blocks}, invalid
 
 
+def block_deltas(many: Path, one: Path) -> dict[tuple[int, str], int]:
+    """Executions of each block in the k-run minus those in the 1-run (blocks that cancel are left out)."""
+    a, b = read_tbdump(many), read_tbdump(one)
+    delta = {key: a.get(key, 0) - b.get(key, 0) for key in set(a) | set(b)}
+    return {key: d for key, d in delta.items() if d}
+
+
 def modeled_per_inference(
     cache_root: Path, many: Path, one: Path, k: int, mcpu: str = "neoverse-n1"
 ) -> Modeled:
     """(modeled cycles of the k-run - those of the 1-run) / (k - 1), from the two TB dumps."""
-    a, b = read_tbdump(many), read_tbdump(one)
-    delta = {key: a.get(key, 0) - b.get(key, 0) for key in set(a) | set(b)}
-    delta = {key: d for key, d in delta.items() if d}
+    delta = block_deltas(many, one)
     cycles, invalid = block_cycles(cache_root, [hexbytes for _, hexbytes in delta], mcpu)
     total = unmodeled = 0.0
     for (_, hexbytes), d in delta.items():
