@@ -11,6 +11,9 @@ import json
 from pathlib import Path
 
 from repnext_core.compile.bench.arm.bench import TITLE, format_counts
+from repnext_core.compile.bench.arm.hotspots import format_hotspots
+
+HOTSPOTS = 12  # kernels listed per profiled engine
 
 
 def markdown(results: list[dict]) -> str:
@@ -35,6 +38,17 @@ def markdown(results: list[dict]) -> str:
         lines += [f"## {result['model']} on {result['target']}", "", format_counts(result), ""]
         if result.get("note"):
             lines += [f"Note: {result['note']}.", ""]
+        for row in result["rows"]:
+            if row.get("hotspots"):
+                text = format_hotspots(row["engine"], row["hotspots"], row["modeled_cycles"], HOTSPOTS)
+                lines += [
+                    f"Where {row['engine']}'s modeled cycles go (`--hotspots {HOTSPOTS}`):",
+                    "",
+                    "```",
+                    text,
+                    "```",
+                    "",
+                ]
     return "\n".join(lines)
 
 
