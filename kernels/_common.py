@@ -84,9 +84,9 @@ TILE_CONFIGS: tuple[TileConfig, ...] = (
 # channels_last tiles: BLOCK_H x BLOCK_W pixels x BLOCK_C contiguous channels, 4 elements per thread as above.
 # A thread's elements run along the channels, so loads and stores vectorize across channels; the pixel
 # tile stays small because every tap of the large kernels re-reads it (from L1) at a shifted position.
+# No 8-warp tile: sm_80's ptxas held an 8x8x16 tile on 8 warps to 64-80 registers and spilled.
 CL_TILE_CONFIGS: tuple[TileConfig, ...] = (
     TileConfig(4, 8, 4, 16),
-    TileConfig(8, 8, 8, 16),
     TileConfig(4, 4, 4, 32),
     TileConfig(2, 8, 4, 32),
     TileConfig(2, 4, 4, 64),

@@ -54,6 +54,8 @@ def dw_taps_cl(
     """`dw_taps` on a channels_last tile: xp, wa, wb are [1, 1, BLOCK_C] pointers (one per channel).
 
     Every tap loads BLOCK_C contiguous channels per pixel (vectorized), and a per-channel weight vector.
+    The rows are a rolled loop: unrolled, sm_90's ptxas hoists every row's loads ahead of the FMAs and
+    spills (kernels/RESOURCES.md); so the KBxKB kernel's rows are chosen by a mask on its weights.
     """
     PA: tl.constexpr = KA // 2
     OFF: tl.constexpr = (KA - KB) // 2
@@ -61,7 +63,7 @@ def dw_taps_cl(
     acc_b = tl.zeros((BLOCK_H, BLOCK_W, BLOCK_C), tl.float32)
     ih0 = oh * STRIDE - PA
     iw0 = ow * STRIDE - PA
-    for kh in tl.static_range(KA):
+    for kh in tl.range(KA):
         ih = ih0 + kh
         row_ok = (ih >= 0) & (ih < H) & c_ok
         row_ptr = xp + ih * sxh
@@ -70,8 +72,9 @@ def dw_taps_cl(
             v = tl.load(row_ptr + iw * sxw, mask=row_ok & (iw >= 0) & (iw < W), other=0.0).to(tl.float32)
             acc_a += v * tl.load(wa + kh * KA + kw, mask=c_ok, other=0.0).to(tl.float32)
             if KB > 0:
-                if (kh >= OFF) and (kh < OFF + KB) and (kw >= OFF) and (kw < OFF + KB):
-                    wt = tl.load(wb + (kh - OFF) * KB + (kw - OFF), mask=c_ok, other=0.0).to(tl.float32)
+                if (kw >= OFF) and (kw < OFF + KB):
+                    b_ok = c_ok & (kh >= OFF) & (kh < OFF + KB)
+                    wt = tl.load(wb + (kh - OFF) * KB + (kw - OFF), mask=b_ok, other=0.0).to(tl.float32)
                     acc_b += v * wt
     return acc_a, acc_b
 

@@ -49,14 +49,16 @@ def sep_taps_cl(
     row_ok = (th >= 0) & (th < H)
     row_ptr = xp + th * sxh
     t = tl.zeros((BLOCK_T, BLOCK_W, BLOCK_C), tl.float32)
-    for kw in tl.static_range(K):
+    # Rolled loops (tl.range): unrolled, sm_90's ptxas hoists every tap's loads of the tall
+    # [BLOCK_T, BLOCK_W, BLOCK_C] tile ahead of the FMAs and spills (kernels/RESOURCES.md).
+    for kw in tl.range(K):
         iw = ow + (kw - P)
         v = tl.load(row_ptr + iw * sxw, mask=row_ok & c_ok & (iw >= 0) & (iw < W), other=0.0).to(tl.float32)
         t += v * tl.load(wr + kw, mask=c_ok, other=0.0).to(tl.float32)
     t = tl.where(row_ok, t + br, 0.0)
     r = (oh - tl.program_id(1) * BLOCK_H) + tl.zeros((BLOCK_H, BLOCK_W, BLOCK_C), tl.int32)
     acc = tl.zeros((BLOCK_H, BLOCK_W, BLOCK_C), tl.float32)
-    for kh in tl.static_range(K):
+    for kh in tl.range(K):
         acc += tl.gather(t, r + kh, 0) * tl.load(wc + kh, mask=c_ok, other=0.0).to(tl.float32)
     return acc + bc
 
