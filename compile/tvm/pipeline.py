@@ -1,6 +1,7 @@
 """The one pass pipeline from an imported Relax module to scheduled kernels, in its named steps:
 prepare (precision, channels-last layout, fast-math GELU, fusion into TIR kernels) -> conv schedules
-(measured or heuristic register tiles) -> MetaSchedule records for the other kernels -> weight packing.
+(measured or heuristic register tiles) -> MetaSchedule records for the other kernels -> a vector-copy
+schedule for the channel concatenations no record covered -> weight packing.
 
 Tuning extracts its tasks from prepare()'s output and builds apply records to it, so both must run
 exactly these passes, or the structural keys of the database would not match.
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from repnext_core.compile.tvm.concat_schedule import apply_concat_schedules
 from repnext_core.compile.tvm.conv_schedule import ConvTile, is_scheduled
 from repnext_core.compile.tvm.conv_tiles import apply_conv_schedules, finish_packing
 from repnext_core.compile.tvm.fast_math import legalize_map
@@ -48,6 +50,7 @@ class ScheduleCounts:
     conv_kernels: int = 0
     measured_tiles: int = 0
     tuned_kernels: int = 0
+    concat_kernels: int = 0  # scheduled by concat_schedule, where no tuning record did
 
 
 def prepare(mod, target: TargetSpec, precision: str = "fp32"):
@@ -80,7 +83,8 @@ def schedule(
 ) -> tuple[object, ScheduleCounts]:
     """prepare()'d module -> conv kernels hand-scheduled (`tiles`: workload key -> measured tile, the
     heuristic's elsewhere), the rest with `db`'s MetaSchedule records (an opened tvm Database, or None),
-    and the constant weights packed in the order the conv kernels read them."""
+    the channel concatenations left without a record as vector copies, and the constant weights packed
+    in the order the conv kernels read them."""
     import tvm
     from tvm import relax
 
@@ -90,6 +94,7 @@ def schedule(
         with target.tvm_target(), db, tvm.transform.PassContext(opt_level=3):
             mod = relax.transform.MetaScheduleApplyDatabase(enable_warning=False)(mod)
     counts.tuned_kernels = count_kernels(mod, scheduled_only=True) - counts.conv_kernels
+    mod, counts.concat_kernels = apply_concat_schedules(mod, target.tvm_target())
     return finish_packing(mod), counts
 
 

@@ -1,0 +1,93 @@
+"""Schedule for the channel concatenations no tuning record covers: the token mixer's concat of its chunks.
+
+Legalized, a channels-last concat is one loop over every output channel whose body picks its source with
+a chain of if_then_else: untuned (an ARM build without a board), it ran per element with its branches,
+~19 instructions a float on cortex-a76 and 5% of M1's modeled cycles. Split into (input, channel) loops
+with the input loop unrolled, each piece is a contiguous vector copy (NEON ldp/stp of q registers).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from repnext_core.compile.tvm.conv_schedule import is_scheduled, vector_unit
+
+
+@dataclass(frozen=True)
+class Concat:
+    """A matched concatenation: `inputs` tensors of `channels` channels each, of `dtype`."""
+
+    inputs: int
+    channels: int
+    dtype: str
+
+
+def match_concat(func) -> Concat | None:
+    """The Concat when `func` concatenates equal inputs along its last axis, else None."""
+    from tvm import ir, tirx
+    from tvm.s_tir import Schedule
+
+    sch = Schedule(func)
+    blocks = sch.get_child_blocks(sch.get_sblock("root"))
+    if len(blocks) != 1:
+        return None
+    block = sch.get(blocks[0])
+    if any(iv.iter_type != tirx.IterVar.DataPar for iv in block.iter_vars):
+        return None
+    store, last = block.body, block.iter_vars[-1]
+    if not isinstance(store, tirx.BufferStore):
+        return None
+    cuts, value = [], store.value
+    while isinstance(value, ir.Call) and value.op.name.endswith("if_then_else"):
+        cond = value.args[0]
+        if not (isinstance(cond, tirx.LE) and isinstance(cond.a, tirx.IntImm) and cond.b.same_as(last.var)):
+            return None
+        cuts.append(int(cond.a.value))
+        value = value.args[2]
+    if not cuts:
+        return None
+    channels = int(last.dom.extent)
+    per_input = channels // (len(cuts) + 1)
+    if (
+        sorted(cuts) != [per_input * k for k in range(1, len(cuts) + 1)]
+        or per_input * (len(cuts) + 1) != channels
+    ):
+        return None
+    return Concat(len(cuts) + 1, per_input, str(block.writes[0].source.dtype))
+
+
+def schedule_concat(func, inputs: int, lanes: int):
+    """`func` (matched by match_concat) as one unrolled vector copy per input; pixel rows in parallel."""
+    from tvm.s_tir import Schedule
+
+    sch = Schedule(func)
+    block = sch.get_child_blocks(sch.get_sblock("root"))[0]
+    *pixels, channels = sch.get_loops(block)
+    if len(pixels) >= 2:
+        sch.parallel(sch.fuse(*pixels[:2]))
+    part, within = sch.split(channels, [inputs, None])
+    width = int(sch.get(within).extent)
+    while lanes > 1 and width % lanes:
+        lanes //= 2
+    if lanes > 1:
+        _, vector = sch.split(within, [None, lanes])
+        sch.vectorize(vector)
+    sch.unroll(part)
+    return sch.mod["main"].with_attr("tirx.is_scheduled", True)
+
+
+def apply_concat_schedules(mod, target) -> tuple[object, int]:
+    """Schedule every still-unscheduled channel concatenation of `mod`; returns (module, kernels scheduled)."""
+    from tvm import tirx
+
+    mod, scheduled = mod.clone(), 0
+    for gv, func in list(mod.functions.items()):
+        if not isinstance(func, tirx.PrimFunc) or is_scheduled(func):
+            continue
+        found = match_concat(func)
+        if found is None:
+            continue
+        dtype = found.dtype if found.dtype in ("float32", "float16") else "float32"
+        mod[gv] = schedule_concat(func, found.inputs, vector_unit(target, dtype).lanes)
+        scheduled += 1
+    return mod, scheduled

@@ -1,0 +1,79 @@
+"""Channel concatenations without a tuning record become unrolled vector copies (compile/tvm/concat_schedule.py)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+pytest.importorskip("tvm")
+
+import tvm  # noqa: E402
+
+from repnext_core import create_model, reparameterize  # noqa: E402
+from repnext_core.compile.tvm.concat_schedule import (  # noqa: E402
+    Concat,
+    apply_concat_schedules,
+    match_concat,
+    schedule_concat,
+)
+from repnext_core.compile.tvm.conv_schedule import is_scheduled  # noqa: E402
+from repnext_core.compile.tvm.importer import import_model  # noqa: E402
+from repnext_core.compile.tvm.pipeline import prepare, schedule  # noqa: E402
+from repnext_core.compile.tvm.targets import resolve_target  # noqa: E402
+
+HOST = resolve_target("host")
+
+
+def concat_func(channels: list[int], dtype: str = "float32", axis: int = 3):
+    from tvm import te, topi
+
+    inputs = [te.placeholder((1, 3, 5, c), dtype, name=f"x{i}") for i, c in enumerate(channels)]
+    return te.create_prim_func([*inputs, topi.concatenate(inputs, axis=axis)]), inputs
+
+
+def test_equal_channel_concats_match():
+    assert match_concat(concat_func([12] * 4)[0]) == Concat(4, 12, "float32")
+    assert match_concat(concat_func([48, 48], "float16")[0]) == Concat(2, 48, "float16")
+
+
+def test_other_kernels_do_not_match():
+    from tvm import te, topi
+
+    assert match_concat(concat_func([8, 16, 8])[0]) is None  # unequal inputs
+    assert match_concat(concat_func([4, 4], axis=1)[0]) is None  # not along channels
+    x = te.placeholder((1, 3, 5, 8), name="x")
+    assert match_concat(te.create_prim_func([x, topi.add(x, x)])) is None
+
+
+@pytest.mark.parametrize("channels, lanes", [(12, 16), (10, 16), (48, 4)])
+def test_scheduled_concat_equals_numpy(channels, lanes):
+    func, inputs = concat_func([channels] * 4)
+    scheduled = schedule_concat(func, 4, lanes)
+    assert is_scheduled(scheduled)
+    text = scheduled.script()
+    assert "T.vectorized" in text and "T.parallel" in text
+    lib = tvm.tirx.build(tvm.IRModule({"main": scheduled.with_attr("global_symbol", "main")}), target="llvm")
+    rng = np.random.default_rng(0)
+    xs = [rng.standard_normal((1, 3, 5, channels)).astype("float32") for _ in inputs]
+    out = tvm.runtime.tensor(np.zeros((1, 3, 5, 4 * channels), "float32"))
+    lib["main"](*(tvm.runtime.tensor(x) for x in xs), out)
+    np.testing.assert_array_equal(out.numpy(), np.concatenate(xs, axis=3))
+
+
+def test_untuned_model_concats_are_all_scheduled():
+    """Without a tuning database (an ARM build made without a board) every token-mixer and downsample
+    concat of M0 gets the copy schedule; the conv kernels keep theirs."""
+    from tvm import tirx
+
+    torch.manual_seed(0)
+    model = reparameterize(create_model("repnext_m0").eval())
+    target = resolve_target("cortex-a76")
+    prepared = prepare(import_model(model, (1, 3, 64, 64)), target)
+    concats = [gv for gv, f in prepared.functions.items() if isinstance(f, tirx.PrimFunc) and match_concat(f)]
+    assert len(concats) >= 4
+    scheduled, counts = schedule(prepared, target)
+    assert counts.concat_kernels == len(concats)
+    assert all(is_scheduled(scheduled[gv]) for gv in concats)
+    again, count = apply_concat_schedules(scheduled, target.tvm_target())
+    assert count == 0  # already scheduled kernels are left as they are
