@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 
 import numpy as np
 import pytest
@@ -35,6 +36,7 @@ from repnext_core.compile.tvm.fast_math import (  # noqa: E402
     ERF_MAX_ABS_ERROR,
     HALF_GELU_MAX_ERROR,
     fast_gelu_te,
+    neon_gelu_te,
 )
 from repnext_core.compile.tvm.importer import import_model  # noqa: E402
 from repnext_core.compile.tvm.pipeline import prepare  # noqa: E402
@@ -43,14 +45,15 @@ from repnext_core.compile.tvm.targets import resolve_target  # noqa: E402
 HOST = resolve_target("host")
 
 
-def test_fast_gelu_stays_within_its_erf_bound():
+@pytest.mark.parametrize("gelu", [fast_gelu_te, neon_gelu_te], ids=["topi", "neon-factored"])
+def test_fast_gelu_stays_within_its_erf_bound(gelu):
+    """Both float32 forms: topi's rational erf (host) and its regrouping into quadratic factors (aarch64's,
+    built here with a division in place of the NEON reciprocal)."""
     from tvm import te
 
     n = 1 << 16
     x = te.placeholder((n,), name="x")
-    lib = tvm.tirx.build(
-        tvm.IRModule({"main": te.create_prim_func([x, fast_gelu_te(x)])}), target=HOST.tvm_target()
-    )
+    lib = tvm.tirx.build(tvm.IRModule({"main": te.create_prim_func([x, gelu(x)])}), target=HOST.tvm_target())
     xs = np.linspace(-10, 10, n).astype("float32")
     out = tvm.runtime.tensor(np.zeros(n, "float32"))
     lib["main"](tvm.runtime.tensor(xs), out)
@@ -321,6 +324,21 @@ def test_aarch64_gelu_divides_by_refined_reciprocal(arm_gelu):
     assert any("frecpe" in line and ".4s" in line for line in asm)
     assert sum("frecps" in line and ".4s" in line for line in asm) >= 2
     assert not any("fdiv" in line for line in asm)
+
+
+def test_aarch64_gelu_factors_need_no_register_copies(arm_gelu):
+    """The quadratic factors are FADD + FMLA into a temporary (t^2 by FMULX, which LLVM does not fuse into
+    the add): Horner's form made LLVM copy each constant addend (20 `mov v.16b` in this kernel)."""
+    import subprocess
+
+    asm = subprocess.run(
+        ["aarch64-linux-gnu-objdump", "-d", "--no-show-raw-insn", str(arm_gelu / "model.so")],
+        capture_output=True,
+        text=True,
+    ).stdout
+    kernel = asm.split("<fused_conv2d_add_gelu_prepacked_compute_>:")[1].split("\n\n")[0]
+    assert "fmulx" in kernel
+    assert not re.search(r"\bmov\s+v\d+\.16b", kernel)
 
 
 @pytest.fixture(scope="module")
