@@ -31,6 +31,7 @@ class BuildReport:
     conv_kernels: int = 0
     measured_tiles: int = 0
     concat_kernels: int = 0
+    matvec_kernels: int = 0
     precision: str = "fp32"
     db: dict | None = None
     seconds: float = 0.0
@@ -42,6 +43,7 @@ class BuildReport:
             f"{self.precision}, {self.conv_kernels} conv kernels hand-scheduled ({self.measured_tiles} with measured tiles), "
             f"{self.tuned_kernels}/{self.kernels - self.conv_kernels} others tuned"
             + (f", {self.concat_kernels} untuned concats as vector copies" if self.concat_kernels else "")
+            + (f", {self.matvec_kernels} untuned heads register-tiled" if self.matvec_kernels else "")
         )
 
 
@@ -58,7 +60,7 @@ def build_with_report(mod, target: TargetLike, db=None, precision: str = "fp32")
     prepared, counts = schedule(prepare(mod, spec, precision), spec, database, tiles)
     report.kernels, report.conv_kernels = counts.kernels, counts.conv_kernels
     report.measured_tiles, report.tuned_kernels = counts.measured_tiles, counts.tuned_kernels
-    report.concat_kernels = counts.concat_kernels
+    report.concat_kernels, report.matvec_kernels = counts.concat_kernels, counts.matvec_kernels
     # Object files are linked into someone else's binary, so their kernels must self-register (system lib).
     exe = relax.build(prepared, spec.tvm_target(), system_lib=spec.artifact_kind == OBJECT_FILES)
     report.seconds = time.perf_counter() - t0

@@ -5,7 +5,7 @@ Every conv kernel of the fused RepNeXt, MLP 1x1s and token-mixer depthwise alike
 output channels, runs the whole reduction over it, then applies bias/GELU/residual to the tile while it is
 still in registers: the sgemm micro-kernel shape, reaching the machine's sgemm rate on the MLP 1x1s.
 MetaSchedule's CPU search space cannot express it: its vectorize primitive refuses a loop nested in the
-reduction, so the schedule marks that loop and `_vectorize_marked` sets the loop kind directly.
+reduction, so the schedule marks that loop and `vectorize_marked` sets the loop kind directly.
 """
 
 from __future__ import annotations
@@ -14,9 +14,9 @@ import re
 from dataclasses import asdict, dataclass, replace
 
 # Loops marked with this annotation become vectorized loops after scheduling (see module docstring).
-_VECTORIZE_MARK = "repnext_vectorize"
+VECTORIZE_MARK = "repnext_vectorize"
 _MARKED_LOOP = re.compile(
-    r'T\.serial\(([^,()]+(?:\([^()]*\))?), annotations=\{"' + _VECTORIZE_MARK + r'": 1\}\)'
+    r'T\.serial\(([^,()]+(?:\([^()]*\))?), annotations=\{"' + VECTORIZE_MARK + r'": 1\}\)'
 )
 _CONV_BLOCK = re.compile(r"^(group_)?conv2d_nhwc")
 
@@ -274,10 +274,10 @@ def schedule_conv(func, tile: ConvTile, weights: str = "keep"):
     sch.parallel(sch.fuse(*outer[:2]))
     for loop in (y_in, x_in, f_vecs):
         sch.unroll(loop)
-    sch.annotate(f_lanes, _VECTORIZE_MARK, 1)
+    sch.annotate(f_lanes, VECTORIZE_MARK, 1)
     init = sch.decompose_reduction(conv, ry)
     sch.vectorize(sch.get_loops(init)[-1])
-    return _vectorize_marked(sch.mod["main"]).with_attr("tirx.is_scheduled", True)
+    return vectorize_marked(sch.mod["main"]).with_attr("tirx.is_scheduled", True)
 
 
 def _schedule_padding(sch, pad, vec: int) -> None:
@@ -298,7 +298,7 @@ def _pack_weights(sch, conv, weight, width: int, as_step: bool) -> None:
     sch.transform_layout(conv, ("read", index), lambda ry, rx, rc, f: (f // width, ry, rx, rc, f % width))
 
 
-def _vectorize_marked(func):
+def vectorize_marked(func):
     """Turn the marked serial loops into vectorized ones (a round trip through TVMScript: TVM's Python
     API has no statement mutator, and the schedule primitive would refuse these loops)."""
     import tvm

@@ -1,7 +1,8 @@
 """The one pass pipeline from an imported Relax module to scheduled kernels, in its named steps:
 prepare (precision, channels-last layout, fast-math GELU, fusion into TIR kernels) -> conv schedules
 (measured or heuristic register tiles) -> MetaSchedule records for the other kernels -> a vector-copy
-schedule for the channel concatenations no record covered -> weight packing.
+schedule for the channel concatenations and a register-tiled one for the classifier head where no record
+covered them -> weight packing.
 
 Tuning extracts its tasks from prepare()'s output and builds apply records to it, so both must run
 exactly these passes, or the structural keys of the database would not match.
@@ -16,6 +17,7 @@ from repnext_core.compile.tvm.conv_schedule import ConvTile, is_scheduled
 from repnext_core.compile.tvm.conv_tiles import apply_conv_schedules, finish_packing
 from repnext_core.compile.tvm.fast_math import legalize_map
 from repnext_core.compile.tvm.layout import to_channels_last_pass
+from repnext_core.compile.tvm.matmul_schedule import apply_matvec_schedules
 from repnext_core.compile.tvm.targets import TargetError, TargetSpec
 
 PRECISIONS = ("fp32", "fp16")
@@ -51,6 +53,7 @@ class ScheduleCounts:
     measured_tiles: int = 0
     tuned_kernels: int = 0
     concat_kernels: int = 0  # scheduled by concat_schedule, where no tuning record did
+    matvec_kernels: int = 0  # scheduled by matmul_schedule (the head), where no tuning record did
 
 
 def prepare(mod, target: TargetSpec, precision: str = "fp32"):
@@ -83,7 +86,8 @@ def schedule(
 ) -> tuple[object, ScheduleCounts]:
     """prepare()'d module -> conv kernels hand-scheduled (`tiles`: workload key -> measured tile, the
     heuristic's elsewhere), the rest with `db`'s MetaSchedule records (an opened tvm Database, or None),
-    the channel concatenations left without a record as vector copies, and the constant weights packed
+    the channel concatenations left without a record as vector copies, the head as register tiles, and
+    the constant weights packed
     in the order the conv kernels read them."""
     import tvm
     from tvm import relax
@@ -95,6 +99,7 @@ def schedule(
             mod = relax.transform.MetaScheduleApplyDatabase(enable_warning=False)(mod)
     counts.tuned_kernels = count_kernels(mod, scheduled_only=True) - counts.conv_kernels
     mod, counts.concat_kernels = apply_concat_schedules(mod, target.tvm_target())
+    mod, counts.matvec_kernels = apply_matvec_schedules(mod, target.tvm_target())
     return finish_packing(mod), counts
 
 
