@@ -205,6 +205,8 @@ def test_neon_tiles_load_input_vectors_and_fit_the_registers():
     depthwise = ConvKernel(14, 14, 48, taps=(7, 7), reduce_channels=1)
     tile = default_tile(depthwise, NEON)
     assert tile.window and tile.rcv == 1
+    assert tile.padded  # 7 kernel rows: the input padded once, not each row copied per kernel row
+    assert not default_tile(ConvKernel(14, 14, 48, taps=(1, 11), reduce_channels=1), NEON).padded
     assert tile.accumulators + tile.ty * (tile.tx + 6) * tile.cv + tile.cv <= 32
     # x86 units keep the broadcast tiles (the host kernels and their timings); so do vertical-only taps.
     for k in (kernel, depthwise):
@@ -231,9 +233,9 @@ def test_neon_tiles_compute_the_same_conv(case):
     ((gv, (kernel, func)),) = conv_kernels(prepared).items()
     tiles = candidate_tiles(kernel, NEON, limit=4)
     assert tiles and all(t.rcv == 4 or t.window or t.padded for t in tiles)
-    # kernels with taps read a padded copy of the input (no bounds test per load), except the windowed ones,
-    # which pad their rows per tile
-    assert all(t.padded == (kernel.taps != (1, 1) and not t.window) for t in tiles)
+    # kernels with taps read a padded copy of the input (no bounds test per load), except the windowed ones
+    # of a single kernel row, which pad their row per tile
+    assert all(t.padded == (kernel.taps != (1, 1) and (not t.window or kernel.taps[0] > 1)) for t in tiles)
     x = torch.randn(shape, generator=torch.Generator().manual_seed(1))
     with torch.no_grad():
         ref = block(x).numpy()
