@@ -33,6 +33,34 @@ def test_tbdump_merges_retranslations(tmp_path):
     assert mca.read_tbdump(dump) == {(0x400000, "1f2003d5"): 7, (0x400004, "c0035fd6"): 1}
 
 
+FMLA, NOP, RET, BNE, B, CBZ = "20cc224e", "1f2003d5", "c0035fd6", "c1ffff54", "02000014", "400000b4"
+
+
+def test_branches_are_recognised():
+    assert all(mca.ends_in_branch(NOP + w) for w in (RET, BNE, B, CBZ))
+    assert not any(mca.ends_in_branch(RET + w) for w in (FMLA, NOP))
+
+
+def test_blocks_split_without_a_branch_are_joined():
+    """A loop body qemu split at a page boundary is modeled in one piece; true block ends stay apart."""
+    delta = {
+        (0x1000, FMLA * 2): 5,  # split (no branch), its successor ran as often: joined
+        (0x1008, FMLA + BNE): 5,
+        (0x2000, FMLA): 5,  # its successor ran less often (entered from elsewhere too): kept apart
+        (0x2004, FMLA + RET): 4,
+        (0x3000, FMLA + BNE): 2,  # ends in a branch: kept apart
+        (0x3008, FMLA + RET): 2,
+    }
+    joined = mca.stitch(delta)
+    assert joined[(0x1000, FMLA * 3 + BNE)] == 5 and (0x1008, FMLA + BNE) not in joined
+    assert {k: v for k, v in joined.items() if k[0] != 0x1000} == {
+        k: v for k, v in delta.items() if k[0] > 0x1008
+    }
+    # three pieces chain into one
+    chain = {(0x10, FMLA): 7, (0x14, FMLA): 7, (0x18, FMLA + RET): 7}
+    assert mca.stitch(chain) == {(0x10, FMLA * 3 + RET): 7}
+
+
 def test_a_wrong_output_is_refused_not_counted(tmp_path):
     ref = np.linspace(-4, 4, 1000, dtype=np.float32).reshape(1, -1)
     good, bad = tmp_path / "good.npy", tmp_path / "bad.npy"

@@ -5,10 +5,11 @@ repeated ITERATIONS times back to back; its cost is Total Cycles / Iterations (s
 the pipeline fill spread over the iterations). A run's modeled cycles are the sum over blocks of that cost
 times the block's executions. Per inference, only blocks whose executions differ between the k-run and the
 1-run are modeled (the others cancel exactly in (k - 1) differencing). Cache misses, branch mispredictions and
-the overlap between consecutive blocks are not modeled. Words llvm-mc cannot decode become `nop`; instructions
-without scheduling data in the model (LSE atomics such as ldadd on neoverse-n1) are skipped by llvm-mca
-(-skip-unsupported-instructions=lack-sched); regions llvm-mca still rejects are costed at one cycle per
-instruction and reported as unmodeled.
+the overlap between consecutive blocks are not modeled; blocks qemu split where the code has no branch (at a
+page boundary) are joined again first (`stitch`), so that a kernel's figure does not depend on where the
+linker put it. Words llvm-mc cannot decode become `nop`; instructions without scheduling data in the model
+(LSE atomics such as ldadd on neoverse-n1) are skipped by llvm-mca (-skip-unsupported-instructions=lack-sched);
+regions llvm-mca still rejects are costed at one cycle per instruction and reported as unmodeled.
 """
 
 from __future__ import annotations
@@ -167,10 +168,59 @@ def block_cycles(cache_root: Path, blocks: list[str], mcpu: str) -> tuple[dict[s
 
 
 def block_deltas(many: Path, one: Path) -> dict[tuple[int, str], int]:
-    """Executions of each block in the k-run minus those in the 1-run (blocks that cancel are left out)."""
+    """Executions of each block in the k-run minus those in the 1-run (blocks that cancel are left out),
+    with the blocks qemu split where the code has no branch joined again (`stitch`)."""
     a, b = read_tbdump(many), read_tbdump(one)
     delta = {key: a.get(key, 0) - b.get(key, 0) for key in set(a) | set(b)}
-    return {key: d for key, d in delta.items() if d}
+    return stitch({key: d for key, d in delta.items() if d})
+
+
+# A64 branches and exception-generating instructions, as (mask, value) of the instruction word.
+_BRANCHES = (
+    (0x7C000000, 0x14000000),  # B, BL
+    (0xFF000010, 0x54000000),  # B.cond
+    (0x7E000000, 0x34000000),  # CBZ, CBNZ
+    (0x7E000000, 0x36000000),  # TBZ, TBNZ
+    (0xFE000000, 0xD6000000),  # BR, BLR, RET
+    (0xFF000000, 0xD4000000),  # SVC, BRK, ...
+)
+
+
+def ends_in_branch(hexbytes: str) -> bool:
+    """Whether a block's last instruction (little-endian hex, as the plugin dumps it) is a branch."""
+    word = int.from_bytes(bytes.fromhex(hexbytes[-8:]), "little")
+    return any(word & mask == value for mask, value in _BRANCHES)
+
+
+def stitch(delta: dict[tuple[int, str], int]) -> dict[tuple[int, str], int]:
+    """Blocks that qemu ended without a branch (at a page boundary or its instruction limit per block) joined
+    to the block that follows them in memory, where both ran equally often.
+
+    llvm-mca models each region alone, so a loop body split in two lost the overlap between its halves: the
+    same kernel bytes modeled up to 15% apart depending on where the linker put them relative to a page.
+    """
+    starts: dict[int, list[tuple[int, str]]] = defaultdict(list)
+    for key in delta:
+        starts[key[0]].append(key)
+    follower: dict[tuple[int, str], tuple[int, str]] = {}
+    for key, execs in delta.items():
+        vaddr, hexbytes = key
+        if ends_in_branch(hexbytes):
+            continue
+        nxt = [k for k in starts.get(vaddr + len(hexbytes) // 2, ()) if delta[k] == execs]
+        if len(nxt) == 1:
+            follower[key] = nxt[0]
+    followed = set(follower.values())
+    joined: dict[tuple[int, str], int] = {}
+    for key, execs in delta.items():
+        if key in followed:
+            continue
+        parts, at = [key[1]], key
+        while at in follower:
+            at = follower[at]
+            parts.append(at[1])
+        joined[(key[0], "".join(parts))] = execs
+    return joined
 
 
 def modeled_per_inference(
