@@ -196,8 +196,9 @@ def stitch(delta: dict[tuple[int, str], int]) -> dict[tuple[int, str], int]:
     """Blocks that qemu ended without a branch (at a page boundary or its instruction limit per block) joined
     to the block that follows them in memory, where both ran equally often.
 
-    llvm-mca models each region alone, so a loop body split in two lost the overlap between its halves: the
-    same kernel bytes modeled up to 15% apart depending on where the linker put them relative to a page.
+    llvm-mca models each region alone, so a loop body split in two lost the overlap between its halves: M1's
+    1x1 kernels modeled ~4% high on cortex-a76 where their loops crossed a page. Not joined yet: a block
+    entered from two branch-free predecessors (a loop head and its first pass), whose executions are their sum.
     """
     starts: dict[int, list[tuple[int, str]]] = defaultdict(list)
     for key in delta:
