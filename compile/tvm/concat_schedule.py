@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from repnext_core.compile.tvm.conv_schedule import is_scheduled, vector_unit
+from repnext_core.compile.tvm.conv_schedule import schedule_unscheduled, vector_unit
 
 
 @dataclass(frozen=True)
@@ -78,16 +78,12 @@ def schedule_concat(func, inputs: int, lanes: int):
 
 def apply_concat_schedules(mod, target) -> tuple[object, int]:
     """Schedule every still-unscheduled channel concatenation of `mod`; returns (module, kernels scheduled)."""
-    from tvm import tirx
 
-    mod, scheduled = mod.clone(), 0
-    for gv, func in list(mod.functions.items()):
-        if not isinstance(func, tirx.PrimFunc) or is_scheduled(func):
-            continue
+    def schedule_one(func):
         found = match_concat(func)
         if found is None:
-            continue
+            return None
         dtype = found.dtype if found.dtype in ("float32", "float16") else "float32"
-        mod[gv] = schedule_concat(func, found.inputs, vector_unit(target, dtype).lanes)
-        scheduled += 1
-    return mod, scheduled
+        return schedule_concat(func, found.inputs, vector_unit(target, dtype).lanes)
+
+    return schedule_unscheduled(mod, schedule_one)

@@ -325,6 +325,22 @@ def _is_reduce_var(iv) -> bool:
     return iv.iter_type == tirx.IterVar.CommReduce
 
 
+def schedule_unscheduled(mod, schedule_one) -> tuple[object, int]:
+    """A copy of `mod` where `schedule_one(func)` replaced every not yet scheduled TIR kernel it returns a
+    schedule for (None: the kernel is not its kind); returns (module, kernels scheduled)."""
+    from tvm import tirx
+
+    mod, scheduled = mod.clone(), 0
+    for gv, func in list(mod.functions.items()):
+        if not isinstance(func, tirx.PrimFunc) or is_scheduled(func):
+            continue
+        done = schedule_one(func)
+        if done is not None:
+            mod[gv] = done
+            scheduled += 1
+    return mod, scheduled
+
+
 def is_scheduled(func) -> bool:
     """True for a TIR kernel that already carries a schedule (ours or a tuning record's)."""
     return bool(func.attrs is not None and func.attrs.get("tirx.is_scheduled", False))

@@ -11,7 +11,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from repnext_core.compile.tvm.conv_schedule import VECTORIZE_MARK, is_scheduled, vector_unit, vectorize_marked
+from repnext_core.compile.tvm.conv_schedule import (
+    VECTORIZE_MARK,
+    schedule_unscheduled,
+    vector_unit,
+    vectorize_marked,
+)
 
 _MAX_VECTORS = 8  # accumulators per tile: well inside both register files (32 NEON / 32 AVX-512)
 
@@ -91,15 +96,11 @@ def schedule_matvec(func, vectors: int, lanes: int):
 
 def apply_matvec_schedules(mod, target) -> tuple[object, int]:
     """Schedule every still-unscheduled batch-1 matrix-vector head of `mod`; returns (module, kernels)."""
-    from tvm import tirx
 
-    mod, scheduled = mod.clone(), 0
-    for gv, func in list(mod.functions.items()):
-        if not isinstance(func, tirx.PrimFunc) or is_scheduled(func):
-            continue
+    def schedule_one(func):
         found = match_matvec(func)
         if found is None or found.dtype not in ("float32", "float16"):
-            continue
-        mod[gv] = schedule_matvec(func, *tile_width(found.outputs, vector_unit(target, found.dtype).lanes))
-        scheduled += 1
-    return mod, scheduled
+            return None
+        return schedule_matvec(func, *tile_width(found.outputs, vector_unit(target, found.dtype).lanes))
+
+    return schedule_unscheduled(mod, schedule_one)

@@ -316,13 +316,21 @@ def arm_gelu(tmp_path_factory):
     return build_artifact(gelu_of_copies(), out, "cortex-a76", input_size=32)[0]
 
 
-def test_aarch64_gelu_divides_by_refined_reciprocal(arm_gelu):
-    """NEON's vector divide is slow: the erf's one division is FRECPE + two FRECPS steps on aarch64."""
+def disassembly(artifact) -> str:
+    """model.so of an aarch64 artifact as objdump prints it (instructions without their bytes)."""
     import subprocess
 
-    asm = subprocess.run(
-        ["aarch64-linux-gnu-objdump", "-d", str(arm_gelu / "model.so")], capture_output=True, text=True
-    ).stdout.splitlines()
+    return subprocess.run(
+        ["aarch64-linux-gnu-objdump", "-d", "--no-show-raw-insn", str(artifact / "model.so")],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+
+
+def test_aarch64_gelu_divides_by_refined_reciprocal(arm_gelu):
+    """NEON's vector divide is slow: the erf's one division is FRECPE + two FRECPS steps on aarch64."""
+    asm = disassembly(arm_gelu).splitlines()
     assert any("frecpe" in line and ".4s" in line for line in asm)
     assert sum("frecps" in line and ".4s" in line for line in asm) >= 2
     assert not any("fdiv" in line for line in asm)
@@ -331,14 +339,7 @@ def test_aarch64_gelu_divides_by_refined_reciprocal(arm_gelu):
 def test_aarch64_gelu_factors_need_no_register_copies(arm_gelu):
     """The quadratic factors are FADD + FMLA into a temporary (t^2 by FMULX, which LLVM does not fuse into
     the add): Horner's form made LLVM copy each constant addend (20 `mov v.16b` in this kernel)."""
-    import subprocess
-
-    asm = subprocess.run(
-        ["aarch64-linux-gnu-objdump", "-d", "--no-show-raw-insn", str(arm_gelu / "model.so")],
-        capture_output=True,
-        text=True,
-    ).stdout
-    kernel = asm.split("<fused_conv2d_add_gelu_prepacked_compute_>:")[1].split("\n\n")[0]
+    kernel = disassembly(arm_gelu).split("<fused_conv2d_add_gelu_prepacked_compute_>:")[1].split("\n\n")[0]
     assert "fmulx" in kernel
     assert not re.search(r"\bmov\s+v\d+\.16b", kernel)
 
