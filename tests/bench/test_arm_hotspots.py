@@ -56,6 +56,7 @@ def test_blocks_land_in_their_functions(library):
     rows = {r["function"]: r for r in hotspots.by_function(library, delta, cycles)}
     assert rows["hot"]["cycles"] == 1000.0 and rows["hot"]["insns"] == 100 * len(hot_bytes) / 8
     assert rows["cold"]["cycles"] == 6.0
+    assert rows["hot"]["fmas"] == 100 * hotspots.vector_fmas(hot_bytes)
     assert rows[hotspots.OUTSIDE]["cycles"] == 6.0
     assert list(rows)[0] == "hot"  # largest first
     text = hotspots.format_hotspots("tvm", list(rows.values()), 1012.0, top=1)
@@ -77,3 +78,22 @@ def test_code_without_a_symbol_counts_for_the_function_before_it(library, monkey
     monkeypatch.setattr(hotspots, "text_symbols", lambda so: (stripped, vma_minus_offset))
     rows = hotspots.by_function(library, {(0x7000_0000 + hot_vma, hot_bytes): 4.0}, {hot_bytes: 2.0})
     assert [(r["function"], r["cycles"]) for r in rows] == [(before, 8.0)]
+
+
+def test_vector_fmas_are_told_from_other_arithmetic():
+    """Encodings from llvm-mc: FMLA/FMLS of every vector arrangement, by vector or by element, count; a
+    multiply, an add, FMULX, a scalar FMADD or FMLA, an integer MLA and FMLAL (a widening op) do not."""
+    fmas = [
+        "20cc224e",
+        "2318a24f",
+        "200c424e",
+        "2018324f",
+        "20cca24e",
+        "2018c24f",
+        "2010120f",
+    ]  # fmla .4s ...
+    others = ["20dc226e", "2090a24f", "2090124f", "20d4224e", "200c021f", "2090a26f", "2010a25f", "20fc224e"]
+    others += ["2094a24e", "20ec224e"]
+    assert [hotspots.vector_fmas(w) for w in fmas] == [1] * len(fmas)
+    assert [hotspots.vector_fmas(w) for w in others] == [0] * len(others)
+    assert hotspots.vector_fmas("".join(fmas + others)) == len(fmas)

@@ -61,6 +61,24 @@ def test_blocks_split_without_a_branch_are_joined():
     assert mca.stitch(chain) == {(0x10, FMLA * 3 + RET): 7}
 
 
+def test_a_block_entered_by_two_fall_throughs_joins_both():
+    """A loop head and its first pass from the preheader (two blocks qemu ended at a page) both fall into the
+    block after the page: it is modeled as part of each, since their executions sum to its own."""
+    delta = {
+        (0x1FF0, FMLA * 4): 3,  # preheader's first pass
+        (0x1FF8, FMLA * 2): 30,  # loop head (the branch back lands here)
+        (0x2000, FMLA + BNE): 33,
+        (0x3000, FMLA): 2,  # falls into a block also entered by a branch (sum 2 < 9): kept apart
+        (0x3004, FMLA + RET): 9,
+    }
+    assert mca.stitch(delta) == {
+        (0x1FF0, FMLA * 5 + BNE): 3,
+        (0x1FF8, FMLA * 3 + BNE): 30,
+        (0x3000, FMLA): 2,
+        (0x3004, FMLA + RET): 9,
+    }
+
+
 def test_a_wrong_output_is_refused_not_counted(tmp_path):
     ref = np.linspace(-4, 4, 1000, dtype=np.float32).reshape(1, -1)
     good, bad = tmp_path / "good.npy", tmp_path / "bad.npy"

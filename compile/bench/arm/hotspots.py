@@ -20,6 +20,24 @@ from repnext_core.compile.bench.arm.common import EmulationError
 from repnext_core.compile.device.tools import require_tool
 
 OUTSIDE = "(outside model.so: runner, runtime, libc)"
+
+# Floating-point multiply-accumulate vector instructions (FMLA/FMLS, any arrangement, vector or by element) as
+# (mask, value) of the instruction word: a kernel's FMAs / 2 is its floor on a core with two FP pipes.
+_FMAS = (
+    (0xBF20FC00, 0x0E20CC00),  # FMLA/FMLS (vector), .2s/.4s/.2d
+    (0xBF60FC00, 0x0E400C00),  # FMLA/FMLS (vector), .4h/.8h
+    (0xBF80B400, 0x0F801000),  # FMLA/FMLS (by element), .2s/.4s/.2d
+    (0xBFC0B400, 0x0F001000),  # FMLA/FMLS (by element), .4h/.8h
+)
+
+
+def vector_fmas(hexbytes: str) -> int:
+    """How many of a block's instructions (little-endian hex, as the plugin dumps it) are vector FMAs."""
+    raw = bytes.fromhex(hexbytes)
+    words = (int.from_bytes(raw[i : i + 4], "little") for i in range(0, len(raw) - 3, 4))
+    return sum(any(w & mask == value for mask, value in _FMAS) for w in words)
+
+
 _TEXT = re.compile(r"\]\s+\.text\s+\S+\s+([0-9a-f]+)\s+([0-9a-f]+)\s")  # llvm-readelf -S: address, offset
 
 
@@ -61,7 +79,7 @@ def load_base(blocks: dict[tuple[int, str], int], data: bytes, vma_minus_offset:
 def by_function(
     so: Path, delta: dict[tuple[int, str], float], cycles: dict[str, float | None], top: int = 40
 ) -> list[dict]:
-    """Per function of `so`: modeled cycles and instructions of the blocks in `delta` ((vaddr, hexbytes) ->
+    """Per function of `so`: modeled cycles, instructions and vector FMAs of the blocks in `delta` ((vaddr, hexbytes) ->
     executions per inference) with `cycles` per pass of each block's bytes; the `top` largest first."""
     funcs, vma_minus_offset = text_symbols(so)
     data = so.read_bytes()
@@ -70,7 +88,7 @@ def by_function(
     # TVM emits a kernel's parallel body as a private function right after it, with no symbol of its own:
     # code up to the next symbol belongs to the kernel before it.
     ends = [*starts[1:], funcs[-1][1]] if funcs else []
-    totals: dict[str, list[float]] = defaultdict(lambda: [0.0, 0.0])
+    totals: dict[str, list[float]] = defaultdict(lambda: [0.0, 0.0, 0.0])
     for (vaddr, hexbytes), execs in delta.items():
         name = OUTSIDE
         if base is not None:
@@ -83,16 +101,21 @@ def by_function(
         cyc = cycles.get(hexbytes)
         totals[name][0] += execs * (cyc if cyc is not None else len(hexbytes) / 8)
         totals[name][1] += execs * len(hexbytes) / 8
-    rows = [{"function": k, "cycles": v[0], "insns": v[1]} for k, v in totals.items()]
+        totals[name][2] += execs * vector_fmas(hexbytes)
+    rows = [{"function": k, "cycles": v[0], "insns": v[1], "fmas": v[2]} for k, v in totals.items()]
     return sorted(rows, key=lambda r: -r["cycles"])[:top]
 
 
 def format_hotspots(engine: str, rows: list[dict], total_cycles: float, top: int) -> str:
     """The top functions of one engine's profile as text lines."""
-    lines = [f"{engine}: modeled cycles per function of model.so (llvm-mca, per inference; a proxy)"]
+    lines = [
+        f"{engine}: modeled cycles per function of model.so (llvm-mca, per inference; a proxy), with its"
+        " vector FMAs (two FP pipes: FMAs / 2 is a kernel's floor)"
+    ]
     for r in rows[:top]:
         share = r["cycles"] / total_cycles if total_cycles else 0.0
+        fmas = f"{r['fmas'] / 1e6:8.2f}M FMAs  " if "fmas" in r else ""  # rows recorded before the column
         lines.append(
-            f"  {r['cycles'] / 1e6:8.2f}M cycles {share:6.1%}  {r['insns'] / 1e6:8.2f}M insns  {r['function']}"
+            f"  {r['cycles'] / 1e6:8.2f}M cycles {share:6.1%}  {r['insns'] / 1e6:8.2f}M insns  {fmas}{r['function']}"
         )
     return "\n".join(lines)

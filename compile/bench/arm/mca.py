@@ -194,23 +194,33 @@ def ends_in_branch(hexbytes: str) -> bool:
 
 def stitch(delta: dict[tuple[int, str], int]) -> dict[tuple[int, str], int]:
     """Blocks that qemu ended without a branch (at a page boundary or its instruction limit per block) joined
-    to the block that follows them in memory, where both ran equally often.
+    to the block that follows them in memory, wherever that block is entered only by falling through.
 
     llvm-mca models each region alone, so a loop body split in two lost the overlap between its halves: M1's
-    1x1 kernels modeled ~4% high on cortex-a76 where their loops crossed a page. Not joined yet: a block
-    entered from two branch-free predecessors (a loop head and its first pass), whose executions are their sum.
+    1x1 kernels modeled ~4% high on cortex-a76 where their loops crossed a page. A block is joined where the
+    executions of its branch-free predecessors sum to its own (one predecessor with equal executions, or a loop
+    head and its first pass from the preheader, which qemu translates as two blocks): then a copy of it is
+    appended to each predecessor. A block also entered by a branch is left alone.
     """
     starts: dict[int, list[tuple[int, str]]] = defaultdict(list)
+    into: dict[int, list[tuple[int, str]]] = defaultdict(
+        list
+    )  # branch-free predecessors by the address they reach
     for key in delta:
-        starts[key[0]].append(key)
-    follower: dict[tuple[int, str], tuple[int, str]] = {}
-    for key, execs in delta.items():
         vaddr, hexbytes = key
-        if ends_in_branch(hexbytes):
+        starts[vaddr].append(key)
+        if not ends_in_branch(hexbytes):
+            into[vaddr + len(hexbytes) // 2].append(key)
+    follower: dict[tuple[int, str], tuple[int, str]] = {}
+    for at, preds in into.items():
+        here = starts.get(at, [])
+        if len(here) == 1 and sum(delta[p] for p in preds) == delta[here[0]]:
+            follower.update((p, here[0]) for p in preds)
             continue
-        nxt = [k for k in starts.get(vaddr + len(hexbytes) // 2, ()) if delta[k] == execs]
-        if len(nxt) == 1:
-            follower[key] = nxt[0]
+        for p in preds:  # several blocks at one address (re-translated with other lengths): match one by one
+            same = [k for k in here if delta[k] == delta[p]]
+            if len(same) == 1:
+                follower[p] = same[0]
     followed = set(follower.values())
     joined: dict[tuple[int, str], int] = {}
     for key, execs in delta.items():
