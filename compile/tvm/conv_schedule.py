@@ -155,6 +155,10 @@ def _broadcast_tiles(kernel: ConvKernel, unit: VectorUnit, limit: int) -> list[C
     """The tiles of one broadcast input scalar (or vector, depthwise) per FMA row: x86's, and NEON's rest."""
     budget = unit.registers - 1  # accumulators + one weight vector per channel vector + the broadcast input
     padded = unit.by_element and kernel.taps != (1, 1)  # NEON only: x86 kernels (and their records) as before
+    # A NEON depthwise tile's input is cv vectors per pixel, not one broadcast scalar: with the register file
+    # full of accumulators LLVM spilled in the taps' loop (M4's 56x56 11x1 kernel: 28 accumulators, 2.3x the
+    # modeled cycles of its 1x11 twin). Keep room for them and for one more load in flight.
+    depthwise_inputs = padded and kernel.reduce_channels == 1
     vecs = [v for v in (unit.lanes, unit.lanes // 2, unit.lanes // 4) if v >= 2 and kernel.channels % v == 0]
     if not vecs:
         vecs = [kernel.channels] if kernel.channels <= unit.lanes else [1]
@@ -164,7 +168,7 @@ def _broadcast_tiles(kernel: ConvKernel, unit: VectorUnit, limit: int) -> list[C
             for tx in _divisors(kernel.width, 16):
                 for ty in _divisors(kernel.height, 4):
                     tile = ConvTile(tx, ty, cv, vec, padded=padded)
-                    if tile.accumulators + cv <= budget:
+                    if tile.accumulators + cv + (cv + 2 if depthwise_inputs else 0) <= budget:
                         tiles.append(tile)
     tiles.sort(key=lambda t: _score(t, budget))
     ranked = tiles[: max(1, limit // 2)]
@@ -224,6 +228,7 @@ def schedule_conv(func, tile: ConvTile, weights: str = "keep"):
     blocks = sch.get_child_blocks(sch.get_sblock("root"))
     conv = next(b for b in blocks if _is_reduction(sch, b))
     weight = sch.get(conv).reads[1].source  # topi's conv blocks read (padded input, weight)
+    bias = _fold_bias(sch, conv, blocks, func.params)
     out = blocks[-1]
     pad = None
     for block in blocks:
@@ -244,7 +249,9 @@ def schedule_conv(func, tile: ConvTile, weights: str = "keep"):
         # rc_in indexes their lanes (LLVM emits by-element FMAs from the constant lane extracts).
         rc_out, rc_in = sch.split(rc, [None, tile.rcv])
         sch.reorder(n, *outer, ry, rx, rc_out, rc_in, y_in, x_in, f_vecs, f_lanes)
-        inputs = sch.cache_read(conv, 0, "global")  # "global": a stack array that LLVM keeps in registers
+        # "global": a stack array that LLVM keeps in registers
+        data = next(i for i, r in enumerate(sch.get(conv).reads) if not _any_same(r.source, weight, bias))
+        inputs = sch.cache_read(conv, data, "global")
         sch.compute_at(inputs, rc_out)
         loops = sch.get_loops(inputs)
         at = next(i for i, loop in enumerate(loops) if sch.get(loop).same_as(sch.get(rc_out)))
@@ -271,7 +278,7 @@ def schedule_conv(func, tile: ConvTile, weights: str = "keep"):
     if pad is not None and tile.padded:
         _schedule_padding(sch, pad, tile.vec)
     if not sch.get(out).same_as(sch.get(conv)):
-        sch.set_scope(conv, 0, "local")
+        sch.set_scope(conv, 0, "global")
         sch.reverse_compute_at(out, outer[-1])
         _, lanes = sch.split(sch.get_loops(out)[-1], [None, tile.vec])
         sch.vectorize(lanes)
@@ -284,6 +291,67 @@ def schedule_conv(func, tile: ConvTile, weights: str = "keep"):
     return vectorize_marked(sch.mod["main"]).with_attr("tirx.is_scheduled", True)
 
 
+def _fold_bias(sch, conv, blocks, params):
+    """The epilogue's per-channel bias add moved into the accumulators' initial value: one vector add less per
+    output vector (the accumulators start from the bias instead of zero). Returns the bias buffer, or None
+    where there is no such add."""
+    from tvm import ir, tirx
+    from tvm.ir.expr import TensorLoad, TensorRegion
+    from tvm.s_tir import SBlock
+
+    block = sch.get(conv)
+    init = block.init
+    if not isinstance(init, tirx.BufferStore):
+        return None
+    acc = init.buffer
+    for candidate in blocks:
+        add = sch.get(candidate)
+        store = add.body
+        if (
+            add.same_as(block)
+            or not isinstance(store, tirx.BufferStore)
+            or not isinstance(store.value, tirx.Add)
+        ):
+            continue
+        loads = [store.value.a, store.value.b]
+        if not all(isinstance(load, TensorLoad) for load in loads):
+            continue
+        sums = [load for load in loads if load.source.same_as(acc)]
+        biases = [load for load in loads if any(load.source.same_as(p) for p in params)]
+        if len(sums) != 1 or len(biases) != 1 or str(biases[0].ty) != str(init.value.ty):
+            continue
+        total, bias = sums[0], biases[0]
+        iters = [iv.var for iv in add.iter_vars]
+        if len(total.indices) != len(iters) or not all(i.same_as(v) for i, v in zip(total.indices, iters)):
+            continue  # the add must read the accumulator element by element, in its own order
+        index = []  # the bias's index in the conv block's own variables
+        for i in bias.indices:
+            at = [k for k, v in enumerate(iters) if i.same_as(v)]
+            if at:
+                index.append(init.indices[at[0]])
+            elif isinstance(i, tirx.IntImm):
+                index.append(i)
+            else:
+                return None
+        read = next(r for r in add.reads if r.source.same_as(bias.source))
+        region = TensorRegion(bias.source, [ir.Range.from_min_extent(i, 1) for i in index], read.ty)
+        started = tirx.BufferStore(acc, tirx.BufferLoad(bias.source, index), init.indices)
+        new_conv = SBlock(
+            block.iter_vars, [*block.reads, region], block.writes, block.name_hint, block.body, started,
+            block.alloc_buffers, block.match_buffers, block.annotations,
+        )  # fmt: skip
+        copy = tirx.BufferStore(store.buffer, total, store.indices)
+        reads = [r for r in add.reads if not r.source.same_as(bias.source)]
+        new_add = SBlock(
+            add.iter_vars, reads, add.writes, add.name_hint, copy, add.init, add.alloc_buffers,
+            add.match_buffers, add.annotations,
+        )  # fmt: skip
+        sch.state.replace(sch.get_sref(conv), new_conv, {block: new_conv})
+        sch.state.replace(sch.get_sref(candidate), new_add, {add: new_add})
+        return bias.source
+    return None
+
+
 def _schedule_padding(sch, pad, vec: int) -> None:
     """The whole padded input written once, rows in parallel, channels in vectors where they divide."""
     n, y, x, c = sch.get_loops(pad)
@@ -292,6 +360,10 @@ def _schedule_padding(sch, pad, vec: int) -> None:
     if channels % vec == 0:
         _, lanes = sch.split(c, [None, vec])
         sch.vectorize(lanes)
+
+
+def _any_same(buffer, *others) -> bool:
+    return any(other is not None and buffer.same_as(other) for other in others)
 
 
 def _pack_weights(sch, conv, weight, width: int, as_step: bool) -> None:
