@@ -157,7 +157,7 @@ def _broadcast_tiles(kernel: ConvKernel, unit: VectorUnit, limit: int) -> list[C
     padded = unit.by_element and kernel.taps != (1, 1)  # NEON only: x86 kernels (and their records) as before
     # A NEON depthwise tile's input is cv vectors per pixel, not one broadcast scalar: with the register file
     # full of accumulators LLVM spilled in the taps' loop (M4's 56x56 11x1 kernel: 28 accumulators, 2.3x the
-    # modeled cycles of its 1x11 twin). Keep room for them and for one more load in flight.
+    # modeled cycles of its 1x11 twin). Keep room for them and for two more (the next loads in flight).
     depthwise_inputs = padded and kernel.reduce_channels == 1
     vecs = [v for v in (unit.lanes, unit.lanes // 2, unit.lanes // 4) if v >= 2 and kernel.channels % v == 0]
     if not vecs:
