@@ -6,8 +6,9 @@ rational approximation in `topi.fast_erf` (max abs error 3.7e-7 on float32, 30x 
 keeps the fused model within 1e-5 of PyTorch. On aarch64 (`neon_gelu_te`) a rational erf of one degree less
 in each polynomial (a minimax fit, max error 1.1e-6) is regrouped for NEON and its one division becomes a
 reciprocal estimate refined by two Newton steps (FRECPE + 2 FRECPS, pipelined): NEON's vector divide issues
-about one every 7 cycles on an A76-class core and dominated the GELU epilogues of the MLP's expand convs. float16 builds (ARM only) keep GELU in half arithmetic with a
-cheaper erf of float16's own precision (`half_gelu_te`).
+about one every 7 cycles on an A76-class core and dominated the GELU epilogues of the MLP's expand convs.
+float16 builds (ARM only) keep GELU in half arithmetic with a cheaper erf of float16's own precision
+(`half_gelu_te`).
 """
 
 from __future__ import annotations
