@@ -18,6 +18,7 @@ from repnext_core.compile.tune import database as tuning_db
 from repnext_core.compile.tune.measure import make_builder, make_runner
 from repnext_core.compile.tune.tile_search import search_tiles
 from repnext_core.compile.tvm.build import TargetLike
+from repnext_core.compile.tvm.concat_schedule import match_concat
 from repnext_core.compile.tvm.conv_schedule import match_conv
 from repnext_core.compile.tvm.importer import import_model, main_signature
 from repnext_core.compile.tvm.pipeline import check_precision, compute_dtype, prepare
@@ -94,9 +95,7 @@ def tune(
         report.conv_tiles_measured = search_tiles(
             prepared, spec, path, limit=tile_candidates, progress=progress, runner=runner
         )
-    # The conv kernels have their own schedule; MetaSchedule tunes the rest.
-    tasks = ms.relax_integration.extract_tasks(prepared, spec.tvm_target())
-    tasks = _heaviest_first([t for t in tasks if match_conv(t.dispatched[0]["main"]) is None])
+    tasks = _heaviest_first(tunable(ms.relax_integration.extract_tasks(prepared, spec.tvm_target())))
     report.tasks = len(tasks)
     if trials <= 0 or not tasks:
         report.seconds = time.perf_counter() - t0
@@ -187,6 +186,16 @@ def _drop_ms_log_handlers() -> None:
             for handler in list(logger.handlers):
                 logger.removeHandler(handler)
                 handler.close()
+
+
+def tunable(tasks: list) -> list:
+    """The extracted tasks MetaSchedule tunes: not the conv kernels or the concatenations, which have their
+    own schedules (conv_schedule, concat_schedule) that the build applies before any record."""
+    return [
+        t
+        for t in tasks
+        if match_conv(t.dispatched[0]["main"]) is None and match_concat(t.dispatched[0]["main"]) is None
+    ]
 
 
 def _heaviest_first(tasks: list) -> list:
