@@ -18,7 +18,7 @@ from repnext_core.compile.tune import database as tuning_db
 from repnext_core.compile.tune.measure import make_builder, make_runner
 from repnext_core.compile.tune.tile_search import search_tiles
 from repnext_core.compile.tvm.build import TargetLike
-from repnext_core.compile.tvm.concat_schedule import match_concat
+from repnext_core.compile.tvm.concat_schedule import match_concat, match_split
 from repnext_core.compile.tvm.conv_schedule import match_conv
 from repnext_core.compile.tvm.importer import import_model, main_signature
 from repnext_core.compile.tvm.pipeline import check_precision, compute_dtype, prepare
@@ -188,14 +188,13 @@ def _drop_ms_log_handlers() -> None:
                 handler.close()
 
 
+_OWN_SCHEDULES = (match_conv, match_concat, match_split)
+
+
 def tunable(tasks: list) -> list:
-    """The extracted tasks MetaSchedule tunes: not the conv kernels or the concatenations, which have their
-    own schedules (conv_schedule, concat_schedule) that the build applies before any record."""
-    return [
-        t
-        for t in tasks
-        if match_conv(t.dispatched[0]["main"]) is None and match_concat(t.dispatched[0]["main"]) is None
-    ]
+    """The extracted tasks MetaSchedule tunes: not the conv kernels or the channel splits and concats,
+    which have their own schedules (conv_schedule, concat_schedule) that the build applies before any record."""
+    return [t for t in tasks if not any(match(t.dispatched[0]["main"]) for match in _OWN_SCHEDULES)]
 
 
 def _heaviest_first(tasks: list) -> list:

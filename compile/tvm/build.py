@@ -42,7 +42,11 @@ class BuildReport:
         return (
             f"{self.precision}, {self.conv_kernels} conv kernels hand-scheduled ({self.measured_tiles} with measured tiles), "
             f"{self.tuned_kernels}/{self.kernels - self.conv_kernels} others tuned"
-            + (f", {self.concat_kernels} concats as vector copies" if self.concat_kernels else "")
+            + (
+                f", {self.concat_kernels} channel splits/concats as vector copies"
+                if self.concat_kernels
+                else ""
+            )
             + (f", {self.matvec_kernels} untuned heads register-tiled" if self.matvec_kernels else "")
         )
 

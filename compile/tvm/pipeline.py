@@ -1,6 +1,6 @@
 """The one pass pipeline from an imported Relax module to scheduled kernels, in its named steps:
 prepare (precision, channels-last layout, fast-math GELU, fusion into TIR kernels) -> conv schedules
-(measured or heuristic register tiles) and vector copies for the channel concatenations -> MetaSchedule
+(measured or heuristic register tiles) and vector copies for the channel splits and concats -> MetaSchedule
 records for the other kernels -> a register-tiled schedule for the classifier head where no record covered
 it -> weight packing.
 
@@ -52,7 +52,7 @@ class ScheduleCounts:
     conv_kernels: int = 0
     measured_tiles: int = 0
     tuned_kernels: int = 0
-    concat_kernels: int = 0  # scheduled by concat_schedule (always: records are slower, see there)
+    concat_kernels: int = 0  # channel splits and concats, scheduled by concat_schedule (always, see there)
     matvec_kernels: int = 0  # scheduled by matmul_schedule (the head), where no tuning record did
 
 
@@ -85,7 +85,7 @@ def schedule(
     mod, target: TargetSpec, db=None, tiles: dict[str, ConvTile] | None = None
 ) -> tuple[object, ScheduleCounts]:
     """prepare()'d module -> conv kernels hand-scheduled (`tiles`: workload key -> measured tile, the
-    heuristic's elsewhere), the channel concatenations as vector copies, the rest with `db`'s MetaSchedule
+    heuristic's elsewhere), the channel splits and concats as vector copies, the rest with `db`'s MetaSchedule
     records (an opened tvm Database, or None), the head as register tiles where no record covered it, and
     the constant weights packed in the order the conv kernels read them."""
     import tvm

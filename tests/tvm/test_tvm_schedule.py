@@ -208,9 +208,22 @@ def test_neon_tiles_load_input_vectors_and_fit_the_registers():
     assert tile.padded  # 7 kernel rows: the input padded once, not each row copied per kernel row
     assert not default_tile(ConvKernel(14, 14, 48, taps=(1, 11), reduce_channels=1), NEON).padded
     assert tile.accumulators + tile.ty * (tile.tx + 6) * tile.cv + tile.cv <= 32
-    # x86 units keep the broadcast tiles (the host kernels and their timings); so do vertical-only taps.
-    for k in (kernel, depthwise):
-        assert all(t.rcv == 1 and not t.window for t in candidate_tiles(k, VectorUnit(16, 32), limit=8))
+    # x86 units: broadcast tiles for dense convs; depthwise ones with horizontal taps get window tiles
+    # measured after the broadcast ones, which keep the default (untuned host builds as before). An x86 FMA
+    # reads its input from memory: a window tile needs registers for its accumulators and weights only.
+    assert all(t.rcv == 1 and not t.window for t in candidate_tiles(kernel, VectorUnit(16, 32), limit=8))
+    for unit in (VectorUnit(16, 32), VectorUnit(8, 16)):
+        x86 = candidate_tiles(depthwise, unit, limit=12)
+        assert len(x86) == 12 and not x86[0].window and x86[0] == default_tile(depthwise, unit)
+        window = [t for t in x86 if t.window]
+        assert window and all(t.rcv == 1 and t.accumulators + t.cv < unit.registers for t in window)
+    # chunks of 12 channels (M1's stage 1) on AVX2: windows of 4-lane vectors
+    assert any(
+        t.window and t.vec == 4
+        for t in candidate_tiles(
+            ConvKernel(56, 56, 12, taps=(7, 7), reduce_channels=1), VectorUnit(8, 16), 12
+        )
+    )
     assert not default_tile(ConvKernel(14, 14, 48, taps=(11, 1), reduce_channels=1), NEON).window
 
 
