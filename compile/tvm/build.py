@@ -41,7 +41,7 @@ class BuildReport:
         """One line: which kernels got which schedule."""
         return (
             f"{self.precision}, {self.conv_kernels} conv kernels hand-scheduled ({self.measured_tiles} with measured tiles), "
-            f"{self.tuned_kernels}/{self.kernels - self.conv_kernels} others tuned"
+            f"{self.tuned_kernels}/{self.kernels - self.conv_kernels - self.concat_kernels} others tuned"
             + (
                 f", {self.concat_kernels} channel splits/concats as vector copies"
                 if self.concat_kernels

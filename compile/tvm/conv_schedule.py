@@ -130,11 +130,7 @@ def _window_tiles(kernel: ConvKernel, unit: VectorUnit, limit: int) -> list[Conv
     (tx - 1) * stride + kw vectors is loaded once and serves every tap. Registers: the accumulators, the
     input row and a weight vector on NEON; on x86, whose FMAs take an input straight from memory, the
     accumulators and a weight vector. Ranked by vector loads per FMA, then by the larger register tile."""
-    vecs = (
-        [unit.lanes]
-        if unit.by_element
-        else [v for v in (unit.lanes, unit.lanes // 2, unit.lanes // 4) if v >= 2]
-    )
+    vecs = [unit.lanes] if unit.by_element else _vector_widths(kernel, unit)
     vecs = [v for v in vecs if kernel.channels % v == 0][:1]
     if not vecs:
         return []
@@ -160,6 +156,11 @@ def _window_tiles(kernel: ConvKernel, unit: VectorUnit, limit: int) -> list[Conv
     return ranked + [replace(t, order="fp") for t in ranked][: limit - len(ranked)]
 
 
+def _vector_widths(kernel: ConvKernel, unit: VectorUnit) -> list[int]:
+    """Full, half and quarter vectors (at least 2 lanes) that divide the kernel's channels, widest first."""
+    return [v for v in (unit.lanes, unit.lanes // 2, unit.lanes // 4) if v >= 2 and kernel.channels % v == 0]
+
+
 def _window_row(tile: ConvTile, kernel: ConvKernel) -> int:
     return tile.ty * ((tile.tx - 1) * kernel.stride + kernel.taps[1]) * tile.cv
 
@@ -172,7 +173,7 @@ def _broadcast_tiles(kernel: ConvKernel, unit: VectorUnit, limit: int) -> list[C
     # full of accumulators LLVM spilled in the taps' loop (M4's 56x56 11x1 kernel: 28 accumulators, 2.3x the
     # modeled cycles of its 1x11 twin). Keep room for them and for two more (the next loads in flight).
     depthwise_inputs = padded and kernel.reduce_channels == 1
-    vecs = [v for v in (unit.lanes, unit.lanes // 2, unit.lanes // 4) if v >= 2 and kernel.channels % v == 0]
+    vecs = _vector_widths(kernel, unit)
     if not vecs:
         vecs = [kernel.channels] if kernel.channels <= unit.lanes else [1]
     tiles = []
