@@ -15,11 +15,12 @@ from repnext_core.table import format_table
 
 # fp32 runtimes a user would pick instead of ours; reduced-precision variants (openvino-bf16) are shown, not raced.
 FP32_PEERS = ("ort", *(p for p in PEERS if not p.endswith(("-bf16", "-fp16"))))
+COLUMNS = ("engine", "median ms", "vs torch-fused", "vs best peer", "GFLOP/s", "of peak", "max abs diff")
 GOAL = 1.15  # issue 14: the tuned build at least this much faster than the best fp32 peer
 
 
 def load(*paths: str | Path) -> dict:
-    """Median ms per (variant, threads, engine), sgemm peak per thread count, and the machine info.
+    """Median ms and max abs error per (variant, threads, engine), sgemm peak per thread count, and the machine.
 
     Several files merge (e.g. one pytest process per thread count, since TVM sizes its pool once per process).
     """
@@ -29,6 +30,7 @@ def load(*paths: str | Path) -> dict:
         "machine_info": runs[0].get("machine_info"),
     }
     models: dict = defaultdict(dict)
+    errors: dict = defaultdict(dict)  # max abs difference from eager fused PyTorch, as checked before timing
     peak: dict[int, float] = {}
     macs: dict[str, int] = {}
     notes: dict[str, str] = {}
@@ -40,12 +42,15 @@ def load(*paths: str | Path) -> dict:
             peak[info["threads"]] = info["flops"] / b["stats"]["min"] / 1e9
             continue
         models[(info["variant"], info["threads"])][info["engine"]] = median * 1e3
+        if "max_abs_diff" in info:
+            errors[(info["variant"], info["threads"])][info["engine"]] = info["max_abs_diff"]
         macs[info["variant"]] = info["macs"]
         mcpu = info.get("host_mcpu") or mcpu
         if info.get("note") and info["engine"] not in ("tvm", "tvm-tuned"):
             notes[info["engine"]] = info["note"]
     return {
         "models": dict(models),
+        "errors": dict(errors),
         "peak": peak,
         "macs": macs,
         "notes": notes,
@@ -78,7 +83,9 @@ def markdown(results: dict) -> str:
         "bench/results-T.json` for T = 1 and 2 (one process each) and `python bench/report.py bench/results-*.json`. Every engine's output was checked against eager fused "
         "PyTorch before timing. `tvm-tuned` appears only where a host tuning database is committed "
         "(compile/tune/databases/); `vs best peer` is the fastest fp32 runtime a user would pick instead (ort, "
-        "openvino, ncnn, mnn) over the engine; `of peak` is GFLOP/s (2 x MACs / latency) over a 1024^3 sgemm in the same run.",
+        "openvino, ncnn, mnn) over the engine; `of peak` is GFLOP/s (2 x MACs / latency) over a 1024^3 sgemm in the same run; `max abs diff` is the "
+        "output's largest difference from eager fused PyTorch (reduced-precision variants such as openvino-bf16 are "
+        "shown with it, not raced).",
         "",
     ]
     for (variant, threads), engines in sorted(results["models"].items()):
@@ -86,6 +93,7 @@ def markdown(results: dict) -> str:
         macs = results["macs"][variant]
         fused = engines.get("torch-fused")
         peer = best_peer(engines)
+        errors = results.get("errors", {}).get((variant, threads), {})
         rows = []
         for name, ms in sorted(engines.items(), key=lambda kv: kv[1]):
             gflops = 2 * macs / (ms / 1e3) / 1e9
@@ -97,14 +105,13 @@ def markdown(results: dict) -> str:
                     f"{peer[1] / ms:.2f}x" if peer else "-",
                     f"{gflops:.1f}",
                     f"{gflops / peak:.2f}",
+                    f"{errors[name]:.1e}" if name in errors else "-",
                 ]
             )
         lines += [
             f"## {variant}, batch 1, 224x224, {threads} thread(s) (sgemm peak {peak:.1f} GFLOP/s)",
             "",
-            format_table(
-                ["engine", "median ms", "vs torch-fused", "vs best peer", "GFLOP/s", "of peak"], rows
-            ),
+            format_table(list(COLUMNS), rows),
             "",
         ]
         ours = engines.get("tvm-tuned", engines.get("tvm"))

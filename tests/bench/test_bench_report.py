@@ -17,8 +17,9 @@ def report():
     return module
 
 
-def _bench(engine: str, ms: float, note: str = "") -> dict:
+def _bench(engine: str, ms: float, note: str = "", error: float = 2e-6) -> dict:
     info = {"variant": "repnext_m1", "engine": engine, "threads": 1, "macs": 10**9, "note": note}
+    info["max_abs_diff"] = error
     info["host_mcpu"] = "znver4"
     return {"extra_info": info, "stats": {"median": ms / 1e3, "min": ms / 1e3}}
 
@@ -55,3 +56,17 @@ def test_markdown_states_the_goal_per_row(report, tmp_path):
     slower = [_bench("openvino", 20.0), _bench("tvm-tuned", 19.0)]
     text = report.markdown(report.load(_results(tmp_path, slower)))
     assert "1.05x (goal >= 1.15x: not met, gap 0.10)" in text
+
+
+def test_markdown_shows_each_engines_error(report, tmp_path):
+    """openvino-bf16 misses fp32 parity: the table shows its error beside the fp32 engines' (issue 14)."""
+    rows = [
+        _bench("openvino-bf16", 6.0, "OpenVINO 2026.4, bf16", error=3.1e-2),
+        _bench("openvino", 20.0, error=2.4e-6),
+        _bench("tvm-tuned", 16.0, error=3.6e-6),
+    ]
+    text = report.markdown(report.load(_results(tmp_path, rows)))
+    table = {line.split("|")[1].strip(): line for line in text.splitlines() if line.startswith("| ")}
+    assert "max abs diff" in table["engine"]
+    assert table["openvino-bf16"].rstrip(" |").endswith("3.1e-02")
+    assert table["tvm-tuned"].rstrip(" |").endswith("3.6e-06")
