@@ -71,9 +71,7 @@ def schedule_concat(func, inputs: int, lanes: int):
     if len(pixels) >= 2:
         sch.parallel(sch.fuse(*pixels[:2]))
     part, within = sch.split(channels, [inputs, None])
-    width = int(sch.get(within).extent)
-    while lanes > 1 and width % lanes:
-        lanes //= 2
+    lanes = _copy_lanes(int(sch.get(within).extent), lanes)
     if lanes > 1:
         _, vector = sch.split(within, [None, lanes])
         sch.vectorize(vector)
@@ -130,9 +128,7 @@ def schedule_split(func, lanes: int):
     blocks = sch.get_child_blocks(sch.get_sblock("root"))
     nests = [sch.get_loops(b) for b in blocks]
     depth = len(nests[0]) - 1  # the pixel loops; the last one is the channels
-    width = int(sch.get(nests[0][-1]).extent)
-    while lanes > 1 and width % lanes:
-        lanes //= 2
+    lanes = _copy_lanes(int(sch.get(nests[0][-1]).extent), lanes)
     for loops in nests:
         if lanes > 1:
             vectors, vector = sch.split(loops[-1], [None, lanes])
@@ -142,6 +138,13 @@ def schedule_split(func, lanes: int):
     if depth >= 2:
         sch.parallel(sch.fuse(*merged[:2]))
     return sch.mod["main"].with_attr("tirx.is_scheduled", True)
+
+
+def _copy_lanes(width: int, lanes: int) -> int:
+    """The widest vector of at most `lanes` (halving) that divides a copy of `width` channels; 1: scalars."""
+    while lanes > 1 and width % lanes:
+        lanes //= 2
+    return lanes
 
 
 def apply_concat_schedules(mod, target) -> tuple[object, int]:
