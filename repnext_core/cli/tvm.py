@@ -1,4 +1,4 @@
-"""`repnext tune | build | run`: the TVM path from a variant name to a deployable artifact."""
+"""`repnext tune | build | run | profile`: the TVM path from a variant name to a deployable artifact."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from repnext_core.cli import options
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    """Add the tune, build and run subcommands."""
+    """Add the tune, build, run and profile subcommands."""
     p = subparsers.add_parser(
         "tune",
         help="tune a variant's kernels for a target with MetaSchedule (resumable database)",
@@ -70,6 +70,21 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     options.add_tracker(p, "run on the board behind this RPC tracker")
     p.set_defaults(func=run)
+
+    p = subparsers.add_parser(
+        "profile",
+        help="time each kernel of a built host artifact (where the time goes)",
+        description="Runs OUT/model.so on a seeded random input with the Relax VM's instrument hook and prints "
+        "each kernel's calls and median time per inference, slowest first, beside the whole run's time with "
+        "and without the hook. Host artifacts only (build one with `repnext build MODEL --target host`).",
+    )
+    p.add_argument("artifact", metavar="DIR", help="artifact directory written by `repnext build`")
+    p.add_argument("--threads", type=int, help="TVM runtime threads (default: TVM's choice)")
+    p.add_argument("--runs", type=int, default=20, help="profiled runs; times are medians (default 20)")
+    p.add_argument(
+        "--top", type=int, default=25, help="kernels listed; the rest summed in one row (default 25)"
+    )
+    p.set_defaults(func=profile)
 
 
 def tune(args: argparse.Namespace) -> int:
@@ -162,6 +177,25 @@ def run(args: argparse.Namespace) -> int:
     else:
         y = load_artifact(args.artifact).run(x)
     _report_output(y, args.output)
+    return 0
+
+
+def profile(args: argparse.Namespace) -> int:
+    import os
+
+    import numpy as np
+
+    from repnext_core.compile.tvm.artifact import load_artifact
+    from repnext_core.compile.tvm.kernel_profile import format_profile, profile_vm
+
+    if args.threads:
+        os.environ["TVM_NUM_THREADS"] = str(args.threads)  # read when TVM's thread pool starts
+    loaded = load_artifact(args.artifact)
+    x = np.random.default_rng(0).standard_normal(loaded.meta["input_shape"]).astype(loaded.meta["dtype"])
+    import tvm
+
+    threads = tvm.runtime.num_threads()
+    print(format_profile(profile_vm(loaded.runner.vm, x, runs=args.runs, threads=threads), top=args.top))
     return 0
 
 

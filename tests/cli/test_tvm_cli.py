@@ -52,6 +52,9 @@ def test_build_then_run_on_the_host(capsys, tmp_path):
     )
     assert rc == 0, err
     assert "top-5 classes" in stdout
+    rc, stdout, err = _run(capsys, "profile", str(out), "--runs", "2", "--top", "3")
+    assert rc == 0, err
+    assert "calls per inference" in stdout and "more kernels)" in stdout and "conv2d" in stdout
     with torch.no_grad():
         ref = reparameterize(toy_model(seed=0)).eval()(torch.from_numpy(x)).numpy()
     np.testing.assert_allclose(
@@ -72,6 +75,8 @@ def test_errors_are_one_clear_line(capsys, tmp_path):
     rc, _, err = _run(capsys, "tune", "toy", "--tracker", "nohostport", "--key", "pi")
     assert rc == 2 and "HOST:PORT" in err
     rc, _, err = _run(capsys, "run", str(tmp_path))
+    assert rc == 2 and "not a TVM artifact" in err
+    rc, _, err = _run(capsys, "profile", str(tmp_path))
     assert rc == 2 and "not a TVM artifact" in err
     rc, _, err = _run(capsys, "build", "repnext_m9", "--out", str(tmp_path / "x"))
     assert rc == 2 and "repnext_m0" in err

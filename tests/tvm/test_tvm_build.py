@@ -67,6 +67,27 @@ def test_host_build_matches_torch(toy, host_build, x):
     assert_matches_torch(VMRunner(exe)(x), toy, x)
 
 
+def test_profile_times_each_kernel_of_the_module(toy, mod, host_build, x):
+    from tvm import tirx
+
+    from repnext_core.compile.tvm.kernel_profile import format_profile, profile_vm
+    from repnext_core.compile.tvm.pipeline import prepare, schedule
+
+    exe, report = host_build
+    spec = resolve_target("host")
+    scheduled, _ = schedule(prepare(mod, spec), spec)
+    names = {gv.name_hint for gv, f in scheduled.functions.items() if isinstance(f, tirx.PrimFunc)}
+    runner = VMRunner(exe)
+    profile = profile_vm(runner.vm, x, runs=3, kernel_names=names)
+    assert {k.name for k in profile.kernels} == names  # every kernel called, none missed or invented
+    assert all(k.calls >= 1 and k.ms > 0 for k in profile.kernels)
+    assert [k.ms for k in profile.kernels] == sorted((k.ms for k in profile.kernels), reverse=True)
+    assert profile.kernel_ms < profile.instrumented_ms
+    assert_matches_torch(runner(x), toy, x)  # the hook is removed afterwards
+    table = format_profile(profile, top=2)
+    assert profile.kernels[0].name in table and f"({len(names) - 2} more kernels)" in table
+
+
 def test_artifact_round_trip_in_a_fresh_process(toy, mod, host_build, x, tmp_path):
     out = export(mod, "host", tmp_path / "art", host_build[0], variant="toy", checkpoint_sha256="ab" * 32)
     meta = read_meta(out)
