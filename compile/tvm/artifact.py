@@ -41,6 +41,7 @@ class ArtifactMeta:
     kernels: int | None = None
     tuned_kernels: int | None = None
     precision: str = "fp32"  # of the arithmetic; input and output are float32 either way
+    kernel_macs: dict[str, int] | None = None  # conv/matmul kernels' MACs per call (`repnext profile`)
     extra: dict[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:

@@ -13,6 +13,7 @@ from typing import Any
 from repnext_core.compile.tune import database as tuning_db
 from repnext_core.compile.tvm.conv_tiles import load_tiles
 from repnext_core.compile.tvm.importer import main_signature
+from repnext_core.compile.tvm.kernel_profile import kernel_macs
 from repnext_core.compile.tvm.pipeline import check_precision, compute_dtype, prepare, schedule
 from repnext_core.compile.tvm.targets import OBJECT_FILES, TargetSpec, resolve_target
 
@@ -34,6 +35,7 @@ class BuildReport:
     matvec_kernels: int = 0
     precision: str = "fp32"
     db: dict | None = None
+    kernel_macs: dict[str, int] = field(default_factory=dict)  # per call, for `repnext profile`
     seconds: float = 0.0
     notes: list[str] = field(default_factory=list)
 
@@ -65,6 +67,7 @@ def build_with_report(mod, target: TargetLike, db=None, precision: str = "fp32")
     report.kernels, report.conv_kernels = counts.kernels, counts.conv_kernels
     report.measured_tiles, report.tuned_kernels = counts.measured_tiles, counts.tuned_kernels
     report.concat_kernels, report.matvec_kernels = counts.concat_kernels, counts.matvec_kernels
+    report.kernel_macs = kernel_macs(prepared)
     # Object files are linked into someone else's binary, so their kernels must self-register (system lib).
     exe = relax.build(prepared, spec.tvm_target(), system_lib=spec.artifact_kind == OBJECT_FILES)
     report.seconds = time.perf_counter() - t0
@@ -140,5 +143,6 @@ def build_artifact(
         kernels=report.kernels,
         tuned_kernels=report.tuned_kernels,
         precision=precision,
+        kernel_macs=report.kernel_macs,
     )
     return export_artifact(exe, out_dir, meta), report

@@ -10,20 +10,54 @@ model's time by under 1%): read short kernels at 1 thread.
 
 from __future__ import annotations
 
+import re
 import time
 from collections import defaultdict
 from dataclasses import dataclass, field
 
 import numpy as np
 
+# Blocks whose reduction is multiply-accumulates (topi's conv and dense/matmul blocks); pooling is not.
+_MAC_BLOCK = re.compile(r"^(group_)?(conv2d|depthwise_conv2d|matmul|dense|T_matmul)")
+
+
+def kernel_macs(mod) -> dict[str, int]:
+    """Multiply-accumulates per call of each TIR kernel of `mod` that has a conv or matmul block: the
+    product of that block's iteration extents, which scheduling keeps, so it can be read after it."""
+    from tvm import tirx
+    from tvm.s_tir import Schedule
+
+    macs = {}
+    for gv, func in mod.functions.items():
+        if not isinstance(func, tirx.PrimFunc):
+            continue
+        sch = Schedule(func)
+        total = 0
+        for ref in sch.get_child_blocks(sch.get_sblock("root")):
+            block = sch.get(ref)
+            if _MAC_BLOCK.match(block.name_hint) and any(
+                iv.iter_type == tirx.IterVar.CommReduce for iv in block.iter_vars
+            ):
+                total += int(np.prod([int(iv.dom.extent) for iv in block.iter_vars]))
+        if total:
+            macs[gv.name_hint] = total
+    return macs
+
 
 @dataclass
 class KernelTime:
-    """One kernel's calls and time per inference (median over the profiled runs)."""
+    """One kernel's calls and time per inference (median over the profiled runs); `macs` per call where
+    the kernel is a conv or matmul (from the artifact's meta.json)."""
 
     name: str
     calls: int
     ms: float
+    macs: int | None = None
+
+    @property
+    def gflops(self) -> float | None:
+        """Its arithmetic rate, 2 x MACs per second, in GFLOP/s."""
+        return 2 * self.macs * self.calls / (self.ms * 1e6) if self.macs and self.ms > 0 else None
 
 
 @dataclass
@@ -44,12 +78,18 @@ class KernelProfile:
 
 
 def profile_vm(
-    vm, x: np.ndarray, runs: int = 10, kernel_names: set[str] | None = None, threads: int = 1
+    vm,
+    x: np.ndarray,
+    runs: int = 10,
+    kernel_names: set[str] | None = None,
+    threads: int = 1,
+    macs: dict[str, int] | None = None,
 ) -> KernelProfile:
     """Time every call `vm["main"](x)` makes, `runs` times after a warm-up, and the uninstrumented run.
 
     `kernel_names` (the module's TIR kernels) sets the model's kernels apart from VM builtins; without it,
-    every symbol not starting with "vm." counts as a kernel. `threads` (the pool's size) is recorded only.
+    every symbol not starting with "vm." counts as a kernel. `threads` (the pool's size) is recorded only;
+    `macs` (kernel name -> MACs per call, see kernel_macs) gives the kernels their GFLOP/s.
     """
     import tvm
 
@@ -92,8 +132,14 @@ def profile_vm(
     def is_kernel(name: str) -> bool:
         return name in kernel_names if kernel_names is not None else not name.startswith("vm.")
 
+    macs = macs or {}
     rows = [
-        KernelTime(name, calls[name] // runs, float(np.median([r.get(name, 0.0) for r in per_run])) * 1e3)
+        KernelTime(
+            name,
+            calls[name] // runs,
+            float(np.median([r.get(name, 0.0) for r in per_run])) * 1e3,
+            macs.get(name),
+        )
         for name in calls
     ]
     rows.sort(key=lambda k: -k.ms)
@@ -107,18 +153,27 @@ def profile_vm(
     )
 
 
-def format_profile(profile: KernelProfile, top: int | None = None) -> str:
-    """The table `repnext profile` prints: slowest kernels first, with their share of kernel time."""
+def format_profile(profile: KernelProfile, top: int | None = None, peak_gflops: float | None = None) -> str:
+    """The table `repnext profile` prints: slowest kernels first, with their share of kernel time and, for
+    convs and matmuls, their GFLOP/s (and its fraction of `peak_gflops`, a same-run sgemm rate)."""
     from repnext_core.table import format_table
 
     total = profile.kernel_ms or float("nan")
     shown = profile.kernels if top is None else profile.kernels[:top]
-    rows = [[k.name, str(k.calls), f"{k.ms:.3f}", f"{k.ms / total:.1%}"] for k in shown]
+
+    def rate(gflops: float | None) -> list[str]:
+        cells = ["-" if gflops is None else f"{gflops:.1f}"]
+        if peak_gflops:
+            cells.append("-" if gflops is None else f"{gflops / peak_gflops:.2f}")
+        return cells
+
+    rows = [[k.name, str(k.calls), f"{k.ms:.3f}", f"{k.ms / total:.1%}", *rate(k.gflops)] for k in shown]
     rest = profile.kernels[len(shown) :]
     if rest:
         ms = sum(k.ms for k in rest)
+        calls = sum(k.calls for k in rest)
         rows.append(
-            [f"({len(rest)} more kernels)", str(sum(k.calls for k in rest)), f"{ms:.3f}", f"{ms / total:.1%}"]
+            [f"({len(rest)} more kernels)", str(calls), f"{ms:.3f}", f"{ms / total:.1%}", *rate(None)]
         )
     builtin_ms = sum(k.ms for k in profile.builtins)
     head = (
@@ -127,6 +182,9 @@ def format_profile(profile: KernelProfile, top: int | None = None) -> str:
         f"whole run {profile.plain_ms:.3f} ms ({profile.instrumented_ms:.3f} ms with the hook); "
         f"medians of {profile.runs} runs"
     )
+    if peak_gflops:
+        head += f"; sgemm peak measured now: {peak_gflops:.1f} GFLOP/s"
     if profile.threads > 1:
         head += "; with several threads, short kernels include waking the pool after the hook's pause"
-    return head + "\n" + format_table(["kernel", "calls", "ms", "share"], rows)
+    columns = ["kernel", "calls", "ms", "share", "GFLOP/s"] + (["of peak"] if peak_gflops else [])
+    return head + "\n" + format_table(columns, rows)

@@ -76,7 +76,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="time each kernel of a built host artifact (where the time goes)",
         description="Runs OUT/model.so on a seeded random input with the Relax VM's instrument hook and prints "
         "each kernel's calls and median time per inference, slowest first, beside the whole run's time with "
-        "and without the hook. Host artifacts only (build one with `repnext build MODEL --target host`).",
+        "and without the hook; convs and matmuls also with their GFLOP/s and its fraction of a torch sgemm "
+        "timed in the same process at the same thread count. Host artifacts only (build one with `repnext build MODEL --target host`).",
     )
     p.add_argument("artifact", metavar="DIR", help="artifact directory written by `repnext build`")
     p.add_argument("--threads", type=int, help="TVM runtime threads (default: TVM's choice)")
@@ -194,8 +195,12 @@ def profile(args: argparse.Namespace) -> int:
     x = np.random.default_rng(0).standard_normal(loaded.meta["input_shape"]).astype(loaded.meta["dtype"])
     import tvm
 
+    from repnext_core.compile.bench.harness import sgemm_peak_gflops
+
     threads = tvm.runtime.num_threads()
-    print(format_profile(profile_vm(loaded.runner.vm, x, runs=args.runs, threads=threads), top=args.top))
+    macs = loaded.meta.get("kernel_macs")  # absent in artifacts built before it was recorded
+    profile = profile_vm(loaded.runner.vm, x, runs=args.runs, threads=threads, macs=macs)
+    print(format_profile(profile, top=args.top, peak_gflops=sgemm_peak_gflops(threads) if macs else None))
     return 0
 
 

@@ -45,6 +45,7 @@ def test_build_then_run_on_the_host(capsys, tmp_path):
     assert (
         meta["variant"] == "toy" and meta["input_shape"] == [1, 3, 32, 32] and meta["output_shape"] == [1, 10]
     )
+    assert meta["kernel_macs"] and all(v > 0 for v in meta["kernel_macs"].values())
     x = torch.randn(1, 3, 32, 32, generator=torch.Generator().manual_seed(7)).numpy()
     np.save(tmp_path / "x.npy", x)
     rc, stdout, err = _run(
@@ -55,6 +56,7 @@ def test_build_then_run_on_the_host(capsys, tmp_path):
     rc, stdout, err = _run(capsys, "profile", str(out), "--runs", "2", "--top", "3")
     assert rc == 0, err
     assert "calls per inference" in stdout and "more kernels)" in stdout and "conv2d" in stdout
+    assert "GFLOP/s" in stdout and "of peak" in stdout  # meta.json carries the kernels' MACs
     with torch.no_grad():
         ref = reparameterize(toy_model(seed=0)).eval()(torch.from_numpy(x)).numpy()
     np.testing.assert_allclose(

@@ -72,20 +72,25 @@ def test_profile_times_each_kernel_of_the_module(toy, mod, host_build, x):
 
     from repnext_core.compile.tvm.kernel_profile import format_profile, profile_vm
     from repnext_core.compile.tvm.pipeline import prepare, schedule
+    from repnext_core.profile import count_macs
 
     exe, report = host_build
     spec = resolve_target("host")
     scheduled, _ = schedule(prepare(mod, spec), spec)
     names = {gv.name_hint for gv, f in scheduled.functions.items() if isinstance(f, tirx.PrimFunc)}
     runner = VMRunner(exe)
-    profile = profile_vm(runner.vm, x, runs=3, kernel_names=names)
+    profile = profile_vm(runner.vm, x, runs=3, kernel_names=names, macs=report.kernel_macs)
     assert {k.name for k in profile.kernels} == names  # every kernel called, none missed or invented
     assert all(k.calls >= 1 and k.ms > 0 for k in profile.kernels)
+    # MACs read from the scheduled kernels, times their calls, are the torch model's own count
+    assert sum(k.macs * k.calls for k in profile.kernels if k.macs) == count_macs(toy, SHAPE[2:])
+    assert all(k.gflops > 0 for k in profile.kernels if k.macs)
     assert [k.ms for k in profile.kernels] == sorted((k.ms for k in profile.kernels), reverse=True)
     assert profile.kernel_ms < profile.instrumented_ms
     assert_matches_torch(runner(x), toy, x)  # the hook is removed afterwards
-    table = format_profile(profile, top=2)
+    table = format_profile(profile, top=2, peak_gflops=100.0)
     assert profile.kernels[0].name in table and f"({len(names) - 2} more kernels)" in table
+    assert "of peak" in table and "100.0 GFLOP/s" in table
 
 
 def test_artifact_round_trip_in_a_fresh_process(toy, mod, host_build, x, tmp_path):
