@@ -77,7 +77,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Runs OUT/model.so on a seeded random input with the Relax VM's instrument hook and prints "
         "each kernel's calls and median time per inference, slowest first, beside the whole run's time with "
         "and without the hook; convs and matmuls also with their GFLOP/s and its fraction of a torch sgemm "
-        "timed in the same process at the same thread count. Host artifacts only (build one with `repnext build MODEL --target host`).",
+        "timed in the same process at the same thread count. Host artifacts only (build one with "
+        "`repnext build MODEL --target host`).",
     )
     p.add_argument("artifact", metavar="DIR", help="artifact directory written by `repnext build`")
     p.add_argument("--threads", type=int, help="TVM runtime threads (default: TVM's choice)")
@@ -165,7 +166,7 @@ def run(args: argparse.Namespace) -> int:
     if args.input:
         x = np.load(args.input, allow_pickle=False)
     else:
-        x = np.random.default_rng(0).standard_normal(meta["input_shape"]).astype(meta["dtype"])
+        x = _seeded_input(meta)
     tracker = options.tracker(args)
     if tracker is not None:
         from repnext_core.compile.device.tracker import run_remote
@@ -184,24 +185,28 @@ def run(args: argparse.Namespace) -> int:
 def profile(args: argparse.Namespace) -> int:
     import os
 
-    import numpy as np
-
+    from repnext_core.compile.bench.harness import sgemm_peak_gflops
     from repnext_core.compile.tvm.artifact import load_artifact
     from repnext_core.compile.tvm.kernel_profile import format_profile, profile_vm
 
     if args.threads:
         os.environ["TVM_NUM_THREADS"] = str(args.threads)  # read when TVM's thread pool starts
-    loaded = load_artifact(args.artifact)
-    x = np.random.default_rng(0).standard_normal(loaded.meta["input_shape"]).astype(loaded.meta["dtype"])
     import tvm
 
-    from repnext_core.compile.bench.harness import sgemm_peak_gflops
-
+    loaded = load_artifact(args.artifact)
     threads = tvm.runtime.num_threads()
     macs = loaded.meta.get("kernel_macs")  # absent in artifacts built before it was recorded
+    x = _seeded_input(loaded.meta)
     profile = profile_vm(loaded.runner.vm, x, runs=args.runs, threads=threads, macs=macs)
     print(format_profile(profile, top=args.top, peak_gflops=sgemm_peak_gflops(threads) if macs else None))
     return 0
+
+
+def _seeded_input(meta: dict):
+    """The default input of `run` and `profile`: a seeded random array of the artifact's shape and dtype."""
+    import numpy as np
+
+    return np.random.default_rng(0).standard_normal(meta["input_shape"]).astype(meta["dtype"])
 
 
 def _report_output(y, output: str | None) -> None:
