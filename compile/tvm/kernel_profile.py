@@ -17,8 +17,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-# Blocks whose reduction is multiply-accumulates (topi's conv and dense/matmul blocks); pooling is not.
-_MAC_BLOCK = re.compile(r"^(group_)?(conv2d|depthwise_conv2d|matmul|dense|T_matmul)")
+# Blocks whose reduction is multiply-accumulates: the legalized convs (conv2d_nhwc, group_conv2d_nhwc for
+# depthwise) and the head's matmul; pooling's reduction is not.
+_MAC_BLOCK = re.compile(r"^((group_)?conv2d|matmul)")
 
 
 def kernel_macs(mod) -> dict[str, int]:
@@ -183,7 +184,7 @@ def format_profile(profile: KernelProfile, top: int | None = None, peak_gflops: 
         f"medians of {profile.runs} runs"
     )
     if peak_gflops:
-        head += f"; sgemm peak measured now: {peak_gflops:.1f} GFLOP/s"
+        head += f"; sgemm peak: {peak_gflops:.1f} GFLOP/s"
     if profile.threads > 1:
         head += "; with several threads, short kernels include waking the pool after the hook's pause"
     columns = ["kernel", "calls", "ms", "share", "GFLOP/s"] + (["of peak"] if peak_gflops else [])
