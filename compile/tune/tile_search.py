@@ -21,7 +21,13 @@ import numpy as np
 
 from repnext_core.compile.device.tracker import Tracker, TrackerError
 from repnext_core.compile.tune.measure import RUN_TIMEOUT_S, export_candidate
-from repnext_core.compile.tvm.conv_schedule import candidate_tiles, default_tile, schedule_conv, vector_unit
+from repnext_core.compile.tvm.conv_schedule import (
+    candidate_tiles,
+    default_tile,
+    epilogue_lanes,
+    schedule_conv,
+    vector_unit,
+)
 from repnext_core.compile.tvm.conv_tiles import FORMAT, TILES_FILE, conv_kernels, workload_key
 from repnext_core.compile.tvm.targets import TargetSpec, require_cross_compiler
 from repnext_core.files import write_text_atomic
@@ -69,7 +75,7 @@ def search_tiles(
             unit = vector_unit(tvm_target, kernel.dtype)
             try:
                 timed = [
-                    (timer(schedule_conv(func, t, weights="packed")), t)
+                    (timer(schedule_conv(func, t, "packed", epilogue_lanes(unit))), t)
                     for t in candidate_tiles(kernel, unit, limit)
                 ]
             except TrackerError as e:

@@ -92,6 +92,12 @@ def vector_unit(target, dtype: str = "float32") -> VectorUnit:
     return VectorUnit(256 // bits, 16)
 
 
+def epilogue_lanes(unit: VectorUnit) -> int:
+    """The widest vector a conv epilogue may use over a tile's contiguous outputs (flat_epilogue_width): the
+    x86 unit's lanes; 0 on NEON, whose measured tiles keep their kernels as they are."""
+    return 0 if unit.by_element else unit.lanes
+
+
 def match_conv(func) -> ConvKernel | None:
     """The kernel's ConvKernel when `func` is one NHWC conv plus elementwise blocks, else None."""
     from tvm.s_tir import Schedule
@@ -186,7 +192,27 @@ def _broadcast_tiles(kernel: ConvKernel, unit: VectorUnit, limit: int) -> list[C
                         tiles.append(tile)
     tiles.sort(key=lambda t: _score(t, budget))
     ranked = tiles[: max(1, limit // 2)]
+    if limit >= 4 and not unit.by_element:
+        spanning = [t for t in _spanning_tiles(kernel, unit, vecs[0], budget) if t not in ranked]
+        ranked = ranked[: max(1, limit // 2 - len(spanning))] + spanning
     return ranked + [replace(t, order="fp") for t in ranked][: limit - len(ranked)]
+
+
+def _spanning_tiles(kernel: ConvKernel, unit: VectorUnit, vec: int, budget: int) -> list[ConvTile]:
+    """Where only narrow vectors divide the channels (M0's stem: 20 channels, 4 lanes), the two largest tiles
+    that hold every channel of their pixels: their outputs are one contiguous run, whose epilogue (GELU)
+    runs in full vectors (see flat_epilogue_width; M0's stem kernel 0.43 -> 0.33 ms on Zen 4)."""
+    if vec >= unit.lanes:
+        return []
+    cv = kernel.channels // vec
+    tiles = [
+        tile
+        for tx in _divisors(kernel.width, 16)
+        for ty in _divisors(kernel.height, 4)
+        if (tile := ConvTile(tx, ty, cv, vec)).accumulators + cv <= budget
+        and flat_epilogue_width(tile, kernel.channels, unit.lanes)
+    ]
+    return sorted(tiles, key=lambda t: (-t.accumulators, t.ty))[:2]
 
 
 def _by_element_tiles(kernel: ConvKernel, unit: VectorUnit, limit: int) -> list[ConvTile]:
@@ -227,7 +253,7 @@ def _divisors(n: int, at_most: int) -> list[int]:
     return [d for d in range(1, min(n, at_most) + 1) if n % d == 0]
 
 
-def schedule_conv(func, tile: ConvTile, weights: str = "keep"):
+def schedule_conv(func, tile: ConvTile, weights: str = "keep", epilogue_lanes: int = 0):
     """`func` (matched by match_conv) scheduled with `tile`; the PrimFunc is marked as scheduled.
 
     `weights` "packed" or "pack-step" store the weights as contiguous panels of the tile's channels,
@@ -235,6 +261,8 @@ def schedule_conv(func, tile: ConvTile, weights: str = "keep"):
     2 MB weight matrices are otherwise read in 128-byte pieces 4 KB apart). "packed": the kernel takes
     packed weights. "pack-step": the packing is a preprocessing block that the build splits out and
     folds into the constant weights (relax SplitLayoutRewritePreproc + FoldConstant). "keep": HWIO.
+    `epilogue_lanes` (see epilogue_lanes(); 0 keeps the tile's vectors) lets a tile that holds every output
+    channel in narrow vectors run its epilogue in full ones (flat_epilogue_width).
     """
     from tvm.s_tir import Schedule
 
@@ -254,6 +282,7 @@ def schedule_conv(func, tile: ConvTile, weights: str = "keep"):
     if weights != "keep":
         _pack_weights(sch, conv, weight, tile.cv * tile.vec, weights == "pack-step")
     n, y, x, f, ry, rx, rc = sch.get_loops(conv)
+    channels = int(sch.get(f).extent)
     y_out, y_in = sch.split(y, [None, tile.ty])
     x_out, x_in = sch.split(x, [None, tile.tx])
     f_out, f_vecs, f_lanes = sch.split(f, [None, tile.cv, tile.vec])
@@ -294,7 +323,14 @@ def schedule_conv(func, tile: ConvTile, weights: str = "keep"):
     if not sch.get(out).same_as(sch.get(conv)):
         sch.set_scope(conv, 0, "global")
         sch.reverse_compute_at(out, outer[-1])
-        _, lanes = sch.split(sch.get_loops(out)[-1], [None, tile.vec])
+        *_, x_epi, f_epi = sch.get_loops(out)
+        width = flat_epilogue_width(tile, channels, epilogue_lanes)
+        if width:
+            # The tile holds every channel, so its pixels' outputs are one contiguous run: the epilogue
+            # (GELU) runs over it in full vectors instead of the tile's narrow channel vectors.
+            _, lanes = sch.split(sch.fuse(x_epi, f_epi), [None, width])
+        else:
+            _, lanes = sch.split(f_epi, [None, tile.vec])
         sch.vectorize(lanes)
     sch.parallel(sch.fuse(*outer[:2]))
     for loop in (y_in, x_in, f_vecs):
@@ -303,6 +339,15 @@ def schedule_conv(func, tile: ConvTile, weights: str = "keep"):
     init = sch.decompose_reduction(conv, ry)
     sch.vectorize(sch.get_loops(init)[-1])
     return vectorize_marked(sch.mod["main"]).with_attr("tirx.is_scheduled", True)
+
+
+def flat_epilogue_width(tile: ConvTile, channels: int, lanes: int) -> int:
+    """The epilogue's vector width when it runs over the tile's pixels and channels as one contiguous run:
+    `lanes` where the tile holds all `channels` in narrower vectors and its run divides into `lanes`, else 0
+    (the epilogue keeps the tile's channel vectors)."""
+    if lanes <= tile.vec or tile.cv * tile.vec != channels or (tile.tx * channels) % lanes:
+        return 0
+    return lanes
 
 
 def _fold_bias(sch, conv, blocks, params):

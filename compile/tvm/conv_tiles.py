@@ -11,6 +11,7 @@ from pathlib import Path
 from repnext_core.compile.tvm.conv_schedule import (
     ConvTile,
     default_tile,
+    epilogue_lanes,
     is_scheduled,
     match_conv,
     schedule_conv,
@@ -67,9 +68,8 @@ def apply_conv_schedules(mod, target, tiles: dict[str, ConvTile] | None = None) 
         tile = tiles.get(workload_key(func))
         measured += tile is not None
         weights = "pack-step" if gv.name_hint in constant_weights else "keep"
-        mod[gv] = schedule_conv(
-            func, tile or default_tile(kernel, vector_unit(target, kernel.dtype)), weights
-        )
+        unit = vector_unit(target, kernel.dtype)
+        mod[gv] = schedule_conv(func, tile or default_tile(kernel, unit), weights, epilogue_lanes(unit))
         scheduled += 1
     return mod, scheduled, measured
 

@@ -22,6 +22,8 @@ from repnext_core.compile.tvm.conv_schedule import (  # noqa: E402
     VectorUnit,
     candidate_tiles,
     default_tile,
+    epilogue_lanes,
+    flat_epilogue_width,
     match_conv,
     schedule_conv,
     vector_unit,
@@ -118,6 +120,7 @@ CASES = {
     "depthwise 7x7": ((12, 12, (7, 7), 1, 12, False, False), (1, 12, 10, 10)),
     "depthwise 1x11": ((40, 40, (1, 11), 1, 40, False, True), (1, 40, 6, 12)),
     "stem 3x3/2": ((3, 24, (3, 3), 2, 1, True, False), (1, 3, 18, 18)),
+    "M0 stem, 20 channels": ((3, 20, (3, 3), 2, 1, True, False), (1, 3, 16, 16)),
     "depthwise 3x3/2": ((20, 20, (3, 3), 2, 20, False, False), (1, 20, 14, 14)),
 }
 
@@ -138,7 +141,7 @@ def test_every_candidate_tile_computes_the_same_conv(case):
     tol = 1e-5 * float(np.abs(ref).max())
     for tile in tiles:
         scheduled = prepared.clone()
-        scheduled[gv] = schedule_conv(func, tile)
+        scheduled[gv] = schedule_conv(func, tile, epilogue_lanes=epilogue_lanes(unit))
         out = VMRunner(tvm.relax.build(scheduled, HOST.tvm_target()))(x.numpy())
         np.testing.assert_allclose(out, ref, rtol=1e-5, atol=tol, err_msg=str(tile))
     # As builds do it: packed constant weights, the packing folded into them at build time.
@@ -173,6 +176,27 @@ def test_packed_kernel_reads_the_panel_layout():
     np.testing.assert_allclose(outs[1], outs[0], rtol=1e-6, atol=1e-6)
     expected = np.einsum("nhwc,cf->nhwf", x, w[0, 0]) + b.reshape(1, 1, 1, -1)
     np.testing.assert_allclose(outs[0], expected, rtol=1e-5, atol=1e-4)
+
+
+def test_a_tile_holding_every_channel_runs_its_epilogue_in_full_vectors():
+    """M0's stem: 20 channels divide only into 4-lane vectors; a tile holding all 20 channels of 4 pixels
+    writes 80 contiguous outputs, and its GELU runs over them in 16-lane vectors."""
+    shape = (1, 3, 16, 16)
+    prepared = prepare(import_model(ConvBlock(3, 20, (3, 3), 2, 1, True, False).eval(), shape), HOST)
+    ((kernel, func),) = conv_kernels(prepared).values()
+    avx512 = VectorUnit(16, 32)
+    spanning = [t for t in candidate_tiles(kernel, avx512, limit=12) if t.cv * t.vec == 20]
+    assert spanning and all(flat_epilogue_width(t, 20, 16) == 16 for t in spanning)
+    assert epilogue_lanes(avx512) == 16 and epilogue_lanes(NEON) == 0
+
+    def vector_widths(lanes: int) -> set[int]:
+        text = tvm.IRModule({"main": schedule_conv(func, spanning[0], epilogue_lanes=lanes)}).script()
+        return {int(w) for w in re.findall(r"in T\.vectorized\(T\.int64\((\d+)\)", text)}
+
+    assert vector_widths(16) == {4, 16} and vector_widths(0) == {4}
+    # NEON's tiles and any tile with full vectors keep their epilogue as it was
+    assert flat_epilogue_width(ConvTile(4, 1, 1, 16), 16, 16) == 0
+    assert not [t for t in candidate_tiles(kernel, NEON, limit=12) if t.cv * t.vec == 20 and t.cv > 4]
 
 
 def test_candidate_tiles_divide_the_output_and_fit_the_registers():
