@@ -21,6 +21,7 @@ from repnext_core.compile.tvm.build import TargetLike
 from repnext_core.compile.tvm.concat_schedule import match_concat, match_split
 from repnext_core.compile.tvm.conv_schedule import match_conv
 from repnext_core.compile.tvm.importer import import_model, main_signature
+from repnext_core.compile.tvm.matmul_schedule import match_matvec
 from repnext_core.compile.tvm.pipeline import check_precision, compute_dtype, prepare
 from repnext_core.compile.tvm.targets import TargetSpec, resolve_target
 
@@ -188,12 +189,13 @@ def _drop_ms_log_handlers() -> None:
                 handler.close()
 
 
-_OWN_SCHEDULES = (match_conv, match_concat, match_split)
+_OWN_SCHEDULES = (match_conv, match_concat, match_split, match_matvec)
 
 
 def tunable(tasks: list) -> list:
-    """The extracted tasks MetaSchedule tunes: not the conv kernels or the channel splits and concats,
-    which have their own schedules (conv_schedule, concat_schedule) that the build applies before any record."""
+    """The extracted tasks MetaSchedule tunes: not the conv kernels, the channel splits and concats or the
+    head, which have their own schedules (conv_schedule, concat_schedule, matmul_schedule) that the build
+    applies before any record."""
     return [t for t in tasks if not any(match(t.dispatched[0]["main"]) for match in _OWN_SCHEDULES)]
 
 

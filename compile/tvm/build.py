@@ -43,13 +43,14 @@ class BuildReport:
         """One line: which kernels got which schedule."""
         return (
             f"{self.precision}, {self.conv_kernels} conv kernels hand-scheduled ({self.measured_tiles} with measured tiles), "
-            f"{self.tuned_kernels}/{self.kernels - self.conv_kernels - self.concat_kernels} others tuned"
+            f"{self.tuned_kernels}/{self.kernels - self.conv_kernels - self.concat_kernels - self.matvec_kernels}"
+            " others tuned"
             + (
                 f", {self.concat_kernels} channel splits/concats as vector copies"
                 if self.concat_kernels
                 else ""
             )
-            + (f", {self.matvec_kernels} untuned heads register-tiled" if self.matvec_kernels else "")
+            + (f", {self.matvec_kernels} head(s) register-tiled" if self.matvec_kernels else "")
         )
 
 

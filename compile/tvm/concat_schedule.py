@@ -151,7 +151,7 @@ def apply_concat_schedules(mod, target) -> tuple[object, int]:
     """Schedule every still-unscheduled channel concatenation and split of `mod`; returns (module, kernels
     scheduled)."""
 
-    def schedule_one(func):
+    def schedule_one(func, _name):
         found = match_concat(func)
         split = None if found else match_split(func)
         if found is None and split is None:

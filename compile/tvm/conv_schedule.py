@@ -280,7 +280,8 @@ def schedule_conv(func, tile: ConvTile, weights: str = "keep", epilogue_lanes: i
                 continue
             sch.compute_inline(block)  # input padding and the epilogue's intermediate steps
     if weights != "keep":
-        _pack_weights(sch, conv, weight, tile.cv * tile.vec, weights == "pack-step")
+        index = next(i for i, r in enumerate(sch.get(conv).reads) if r.source.same_as(weight))
+        pack_weights(sch, conv, index, tile.cv * tile.vec, weights == "pack-step")
     n, y, x, f, ry, rx, rc = sch.get_loops(conv)
     channels = int(sch.get(f).extent)
     y_out, y_in = sch.split(y, [None, tile.ty])
@@ -425,12 +426,45 @@ def _any_same(buffer, *others) -> bool:
     return any(other is not None and buffer.same_as(other) for other in others)
 
 
-def _pack_weights(sch, conv, weight, width: int, as_step: bool) -> None:
-    index = next(i for i, r in enumerate(sch.get(conv).reads) if r.source.same_as(weight))
+def pack_weights(sch, block, index: int, width: int, as_step: bool) -> None:
+    """`block`'s read `index` (weights, outputs on the last axis) stored as contiguous panels of `width`
+    outputs, [outputs / width, ..., width]: as a packing step that the build folds into constant weights
+    (`as_step`), else the kernel takes the panels."""
+    from tvm import tirx
+
     if as_step:
-        step = sch.cache_read(conv, index, "global")
+        step = sch.cache_read(block, index, "global")
         sch.annotate(step, "meta_schedule.layout_rewrite_preproc", True)
-    sch.transform_layout(conv, ("read", index), lambda ry, rx, rc, f: (f // width, ry, rx, rc, f % width))
+
+    def panels(*axes):
+        return (axes[-1] // width, *axes[:-1], axes[-1] % width)
+
+    shape = sch.get(block).reads[index].source.shape
+    panels_map = tirx.IndexMap.from_func(panels, ndim=len(shape), index_dtype=str(shape[0].ty))
+    sch.transform_layout(block, ("read", index), panels_map)
+
+
+def constant_weight_kernels(mod) -> set[str]:
+    """Kernels whose every call passes a constant as argument 1 (the weights of a conv or
+    of the head).
+
+    relax's AttachAttrLayoutFreeBuffers answers the same question but renames the kernels it annotates."""
+    from tvm import relax
+    from tvm.ir.expr import GenericConst
+
+    constant, variable = set(), set()
+    for func in mod.functions.values():
+        if not isinstance(func, relax.Function):
+            continue
+        for block in func.body.blocks:
+            for binding in block.bindings:
+                call = binding.value
+                if not (isinstance(call, relax.Call) and getattr(call.op, "name", "") == "relax.call_tir"):
+                    continue
+                name, args = call.args[0].name_hint, call.args[1].fields
+                is_const = len(args) > 1 and isinstance(args[1], GenericConst)
+                (constant if is_const else variable).add(name)
+    return constant - variable
 
 
 def vectorize_marked(func):
@@ -457,15 +491,15 @@ def _is_reduce_var(iv) -> bool:
 
 
 def schedule_unscheduled(mod, schedule_one) -> tuple[object, int]:
-    """A copy of `mod` where `schedule_one(func)` replaced every not yet scheduled TIR kernel it returns a
-    schedule for (None: the kernel is not its kind); returns (module, kernels scheduled)."""
+    """A copy of `mod` where `schedule_one(func, name)` replaced every not yet scheduled TIR kernel it returns
+    a schedule for (None: the kernel is not its kind); returns (module, kernels scheduled)."""
     from tvm import tirx
 
     mod, scheduled = mod.clone(), 0
     for gv, func in list(mod.functions.items()):
         if not isinstance(func, tirx.PrimFunc) or is_scheduled(func):
             continue
-        done = schedule_one(func)
+        done = schedule_one(func, gv.name_hint)
         if done is not None:
             mod[gv] = done
             scheduled += 1

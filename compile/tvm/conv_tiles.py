@@ -10,6 +10,7 @@ from pathlib import Path
 
 from repnext_core.compile.tvm.conv_schedule import (
     ConvTile,
+    constant_weight_kernels,
     default_tile,
     epilogue_lanes,
     is_scheduled,
@@ -61,7 +62,7 @@ def apply_conv_schedules(mod, target, tiles: dict[str, ConvTile] | None = None) 
     measured tile). Kernels without a measured tile get the heuristic's tile. Constant weights get a
     packing step; finish_packing() folds it into the constants."""
     tiles = tiles or {}
-    constant_weights = _constant_weight_kernels(mod)
+    constant_weights = constant_weight_kernels(mod)
     mod = mod.clone()
     scheduled = measured = 0
     for gv, (kernel, func) in conv_kernels(mod).items():
@@ -74,30 +75,8 @@ def apply_conv_schedules(mod, target, tiles: dict[str, ConvTile] | None = None) 
     return mod, scheduled, measured
 
 
-def _constant_weight_kernels(mod) -> set[str]:
-    """Kernels whose every call passes a constant as argument 1 (the conv weight).
-
-    relax's AttachAttrLayoutFreeBuffers answers the same question but renames the kernels it annotates."""
-    from tvm import relax
-    from tvm.ir.expr import GenericConst
-
-    constant, variable = set(), set()
-    for func in mod.functions.values():
-        if not isinstance(func, relax.Function):
-            continue
-        for block in func.body.blocks:
-            for binding in block.bindings:
-                call = binding.value
-                if not (isinstance(call, relax.Call) and getattr(call.op, "name", "") == "relax.call_tir"):
-                    continue
-                name, args = call.args[0].name_hint, call.args[1].fields
-                is_const = len(args) > 1 and isinstance(args[1], GenericConst)
-                (constant if is_const else variable).add(name)
-    return constant - variable
-
-
 def finish_packing(mod):
-    """Split the weight-packing steps out of the conv kernels and apply them to the constant weights."""
+    """Split the weight-packing steps out of the conv and head kernels and apply them to the constant weights."""
     from tvm import relax, transform
 
     steps = [

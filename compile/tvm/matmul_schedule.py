@@ -1,10 +1,13 @@
-"""Schedule for the classifier head's matrix-vector product when no tuning record covers it.
+"""Schedule for the classifier head's matrix-vector product (before any tuning record: it is its own).
 
 Legalized, `x[1, K] @ W[K, N] + b` reduces each output over K with W read down a column (a stride of N
 floats) and one scalar multiply-add per weight: untuned (an ARM build without a board) the head cost
 ~2 instructions per MAC, 1.1% of M1's modeled cycles on cortex-a76 for 0.02% of its MACs. Tiled over N,
 each step of K multiplies one broadcast input by a few contiguous weight vectors into accumulators that
-stay in registers, and the epilogue (bias) runs once per tile.
+stay in registers, and the epilogue (bias) runs once per tile. Constant weights are packed as one
+contiguous panel per tile, [N / width, K, width]: the head reads every weight once per inference, from
+memory, and a panel streams where a column of tiles strides N floats a row (M0's 320 x 1000 head on Zen
+4, weights flushed: MetaSchedule's record 0.077 ms, the tiles on [K, N] 0.104 ms, on panels 0.034 ms).
 """
 
 from __future__ import annotations
@@ -13,6 +16,8 @@ from dataclasses import dataclass
 
 from repnext_core.compile.tvm.conv_schedule import (
     VECTORIZE_MARK,
+    constant_weight_kernels,
+    pack_weights,
     schedule_unscheduled,
     vector_unit,
     vectorize_marked,
@@ -67,14 +72,19 @@ def tile_width(outputs: int, lanes: int) -> tuple[int, int]:
     return vectors, lanes
 
 
-def schedule_matvec(func, vectors: int, lanes: int):
-    """`func` (matched by match_matvec) tiled over its outputs: `vectors` x `lanes` accumulators per tile."""
+def schedule_matvec(func, vectors: int, lanes: int, weights: str = "keep"):
+    """`func` (matched by match_matvec) tiled over its outputs: `vectors` x `lanes` accumulators per tile.
+
+    `weights` as in schedule_conv: "pack-step" (constant weights: a packing step the build folds into
+    them), "packed" (the kernel takes [N / width, K, width] panels) or "keep" ([K, N])."""
     from tvm.s_tir import Schedule
 
     sch = Schedule(func)
     mm, *epilogue = sch.get_child_blocks(sch.get_sblock("root"))
     for block in epilogue[:-1]:
         sch.compute_inline(block)
+    if weights != "keep":
+        pack_weights(sch, mm, 1, vectors * lanes, weights == "pack-step")
     batch, n, k = sch.get_loops(mm)
     tile, vecs, within = sch.split(n, [None, vectors, lanes])
     sch.reorder(batch, tile, k, vecs, within)
@@ -95,12 +105,15 @@ def schedule_matvec(func, vectors: int, lanes: int):
 
 
 def apply_matvec_schedules(mod, target) -> tuple[object, int]:
-    """Schedule every still-unscheduled batch-1 matrix-vector head of `mod`; returns (module, kernels)."""
+    """Schedule every still-unscheduled batch-1 matrix-vector head of `mod` (constant weights packed, see
+    the module docstring); returns (module, kernels)."""
+    constant = constant_weight_kernels(mod)
 
-    def schedule_one(func):
+    def schedule_one(func, name):
         found = match_matvec(func)
         if found is None or found.dtype not in ("float32", "float16"):
             return None
-        return schedule_matvec(func, *tile_width(found.outputs, vector_unit(target, found.dtype).lanes))
+        width = tile_width(found.outputs, vector_unit(target, found.dtype).lanes)
+        return schedule_matvec(func, *width, "pack-step" if name in constant else "keep")
 
     return schedule_unscheduled(mod, schedule_one)

@@ -1,8 +1,7 @@
 """The one pass pipeline from an imported Relax module to scheduled kernels, in its named steps:
 prepare (precision, channels-last layout, fast-math GELU, fusion into TIR kernels) -> conv schedules
-(measured or heuristic register tiles) and vector copies for the channel splits and concats -> MetaSchedule
-records for the other kernels -> a register-tiled schedule for the classifier head where no record covered
-it -> weight packing.
+(measured or heuristic register tiles), vector copies for the channel splits and concats and a
+register-tiled classifier head -> MetaSchedule records for the other kernels -> weight packing.
 
 Tuning extracts its tasks from prepare()'s output and builds apply records to it, so both must run
 exactly these passes, or the structural keys of the database would not match.
@@ -53,7 +52,7 @@ class ScheduleCounts:
     measured_tiles: int = 0
     tuned_kernels: int = 0
     concat_kernels: int = 0  # channel splits and concats, scheduled by concat_schedule (always, see there)
-    matvec_kernels: int = 0  # scheduled by matmul_schedule (the head), where no tuning record did
+    matvec_kernels: int = 0  # the head, scheduled by matmul_schedule (always, see there)
 
 
 def prepare(mod, target: TargetSpec, precision: str = "fp32"):
@@ -85,22 +84,21 @@ def schedule(
     mod, target: TargetSpec, db=None, tiles: dict[str, ConvTile] | None = None
 ) -> tuple[object, ScheduleCounts]:
     """prepare()'d module -> conv kernels hand-scheduled (`tiles`: workload key -> measured tile, the
-    heuristic's elsewhere), the channel splits and concats as vector copies, the rest with `db`'s MetaSchedule
-    records (an opened tvm Database, or None), the head as register tiles where no record covered it, and
-    the constant weights packed in the order the conv kernels read them."""
+    heuristic's elsewhere), the channel splits and concats as vector copies, the head as register tiles, the
+    rest with `db`'s MetaSchedule records (an opened tvm Database, or None), and the constant weights packed
+    in the order the conv and head kernels read them."""
     import tvm
     from tvm import relax
 
     counts = ScheduleCounts(kernels=count_kernels(mod))
     mod, counts.conv_kernels, counts.measured_tiles = apply_conv_schedules(mod, target.tvm_target(), tiles)
     mod, counts.concat_kernels = apply_concat_schedules(mod, target.tvm_target())
+    mod, counts.matvec_kernels = apply_matvec_schedules(mod, target.tvm_target())
+    own = counts.conv_kernels + counts.concat_kernels + counts.matvec_kernels
     if db is not None:
         with target.tvm_target(), db, tvm.transform.PassContext(opt_level=3):
             mod = relax.transform.MetaScheduleApplyDatabase(enable_warning=False)(mod)
-    counts.tuned_kernels = (
-        count_kernels(mod, scheduled_only=True) - counts.conv_kernels - counts.concat_kernels
-    )
-    mod, counts.matvec_kernels = apply_matvec_schedules(mod, target.tvm_target())
+    counts.tuned_kernels = count_kernels(mod, scheduled_only=True) - own
     return finish_packing(mod), counts
 
 
