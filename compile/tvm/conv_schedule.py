@@ -446,8 +446,7 @@ def pack_weights(sch, block, index: int, width: int, as_step: bool) -> None:
 
 
 def constant_weight_kernels(mod) -> set[str]:
-    """Kernels whose every call passes a constant as argument 1 (the weights of a conv or
-    of the head).
+    """Kernels whose every call passes a constant as argument 1 (the weights of a conv or of the head).
 
     relax's AttachAttrLayoutFreeBuffers answers the same question but renames the kernels it annotates."""
     from tvm import relax

@@ -154,9 +154,9 @@ def profile_vm(
     )
 
 
-def format_profile(profile: KernelProfile, top: int | None = None, peak_gflops: float | None = None) -> str:
+def format_profile(profile: KernelProfile, top: int | None = None, sgemm_gflops: float | None = None) -> str:
     """The table `repnext profile` prints: slowest kernels first, with their share of kernel time and, for
-    convs and matmuls, their GFLOP/s (and its fraction of `peak_gflops`, a same-run sgemm rate)."""
+    convs and matmuls, their GFLOP/s (and its fraction of `sgemm_gflops`, a same-run sgemm rate, not the FMA peak: see bench/fma_peak.c)."""
     from repnext_core.table import format_table
 
     total = profile.kernel_ms or float("nan")
@@ -164,8 +164,8 @@ def format_profile(profile: KernelProfile, top: int | None = None, peak_gflops: 
 
     def rate(gflops: float | None) -> list[str]:
         cells = ["-" if gflops is None else f"{gflops:.1f}"]
-        if peak_gflops:
-            cells.append("-" if gflops is None else f"{gflops / peak_gflops:.2f}")
+        if sgemm_gflops:
+            cells.append("-" if gflops is None else f"{gflops / sgemm_gflops:.2f}")
         return cells
 
     rows = [[k.name, str(k.calls), f"{k.ms:.3f}", f"{k.ms / total:.1%}", *rate(k.gflops)] for k in shown]
@@ -183,9 +183,9 @@ def format_profile(profile: KernelProfile, top: int | None = None, peak_gflops: 
         f"whole run {profile.plain_ms:.3f} ms ({profile.instrumented_ms:.3f} ms with the hook); "
         f"medians of {profile.runs} runs"
     )
-    if peak_gflops:
-        head += f"; sgemm peak: {peak_gflops:.1f} GFLOP/s"
+    if sgemm_gflops:
+        head += f"; same-run sgemm: {sgemm_gflops:.1f} GFLOP/s"
     if profile.threads > 1:
         head += "; with several threads, short kernels include waking the pool after the hook's pause"
-    columns = ["kernel", "calls", "ms", "share", "GFLOP/s"] + (["of peak"] if peak_gflops else [])
+    columns = ["kernel", "calls", "ms", "share", "GFLOP/s"] + (["of sgemm"] if sgemm_gflops else [])
     return head + "\n" + format_table(columns, rows)

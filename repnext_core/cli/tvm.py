@@ -198,7 +198,7 @@ def profile(args: argparse.Namespace) -> int:
     macs = loaded.meta.get("kernel_macs")  # absent in artifacts built before it was recorded
     x = _seeded_input(loaded.meta)
     profile = profile_vm(loaded.runner.vm, x, runs=args.runs, threads=threads, macs=macs)
-    print(format_profile(profile, top=args.top, peak_gflops=sgemm_peak_gflops(threads) if macs else None))
+    print(format_profile(profile, top=args.top, sgemm_gflops=sgemm_peak_gflops(threads) if macs else None))
     return 0
 
 
