@@ -24,11 +24,17 @@ from repnext_core.compile.tune.measure import RUN_TIMEOUT_S, export_candidate
 from repnext_core.compile.tvm.conv_schedule import (
     candidate_tiles,
     default_tile,
-    epilogue_lanes,
     schedule_conv,
     vector_unit,
 )
-from repnext_core.compile.tvm.conv_tiles import FORMAT, TILES_FILE, conv_kernels, workload_key
+from repnext_core.compile.tvm.conv_tiles import (
+    FORMAT,
+    TILES_FILE,
+    conv_kernels,
+    kernel_epilogue_lanes,
+    workload_key,
+)
+from repnext_core.compile.tvm.inplace_concat import concat_fed_kernels
 from repnext_core.compile.tvm.targets import TargetSpec, require_cross_compiler
 from repnext_core.files import write_text_atomic
 
@@ -68,6 +74,7 @@ def search_tiles(
     path = Path(db_dir) / TILES_FILE
     data = json.loads(path.read_text()) if path.is_file() else {"format": FORMAT, "kernels": {}}
     todo = pending_kernels(mod, data)
+    windowed = concat_fed_kernels(mod)
     bar = tqdm(total=len(todo), desc="conv tiles", unit="kernel", disable=not progress, dynamic_ncols=True)
     done = 0
     try:
@@ -75,7 +82,7 @@ def search_tiles(
             unit = vector_unit(tvm_target, kernel.dtype)
             try:
                 timed = [
-                    (timer(schedule_conv(func, t, "packed", epilogue_lanes(unit))), t)
+                    (timer(schedule_conv(func, t, "packed", kernel_epilogue_lanes(unit, name, windowed))), t)
                     for t in candidate_tiles(kernel, unit, limit)
                 ]
             except TrackerError as e:

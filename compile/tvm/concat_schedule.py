@@ -17,6 +17,11 @@ from dataclasses import dataclass
 
 from repnext_core.compile.tvm.conv_schedule import schedule_unscheduled, vector_unit
 
+# Set on the kernels scheduled here: the number of equal channel parts they join or split (inplace_concat
+# reads them).
+CONCAT_ATTR = "repnext.channel_concat"
+SPLIT_ATTR = "repnext.channel_split"
+
 
 @dataclass(frozen=True)
 class Concat:
@@ -76,7 +81,7 @@ def schedule_concat(func, inputs: int, lanes: int):
         _, vector = sch.split(within, [None, lanes])
         sch.vectorize(vector)
     sch.unroll(part)
-    return sch.mod["main"].with_attr("tirx.is_scheduled", True)
+    return sch.mod["main"].with_attrs({"tirx.is_scheduled": True, CONCAT_ATTR: inputs})
 
 
 def match_split(func) -> Concat | None:
@@ -137,7 +142,7 @@ def schedule_split(func, lanes: int):
     merged = [sch.merge(*(loops[level] for loops in nests)) for level in range(depth)]
     if depth >= 2:
         sch.parallel(sch.fuse(*merged[:2]))
-    return sch.mod["main"].with_attr("tirx.is_scheduled", True)
+    return sch.mod["main"].with_attrs({"tirx.is_scheduled": True, SPLIT_ATTR: len(blocks)})
 
 
 def _copy_lanes(width: int, lanes: int) -> int:

@@ -18,6 +18,7 @@ from repnext_core.compile.tvm.conv_schedule import (
     schedule_conv,
     vector_unit,
 )
+from repnext_core.compile.tvm.inplace_concat import concat_fed_kernels
 
 TILES_FILE = "conv_tiles.json"
 FORMAT = "repnext-conv-tiles/1"
@@ -63,6 +64,7 @@ def apply_conv_schedules(mod, target, tiles: dict[str, ConvTile] | None = None) 
     packing step; finish_packing() folds it into the constants."""
     tiles = tiles or {}
     constant_weights = constant_weight_kernels(mod)
+    windowed = concat_fed_kernels(mod)
     mod = mod.clone()
     scheduled = measured = 0
     for gv, (kernel, func) in conv_kernels(mod).items():
@@ -70,9 +72,16 @@ def apply_conv_schedules(mod, target, tiles: dict[str, ConvTile] | None = None) 
         measured += tile is not None
         weights = "pack-step" if gv.name_hint in constant_weights else "keep"
         unit = vector_unit(target, kernel.dtype)
-        mod[gv] = schedule_conv(func, tile or default_tile(kernel, unit), weights, epilogue_lanes(unit))
+        lanes = kernel_epilogue_lanes(unit, gv.name_hint, windowed)
+        mod[gv] = schedule_conv(func, tile or default_tile(kernel, unit), weights, lanes)
         scheduled += 1
     return mod, scheduled, measured
+
+
+def kernel_epilogue_lanes(unit, name: str, windowed: set[str]) -> int:
+    """The conv kernel's epilogue_lanes: 0 (channel vectors) where its output becomes a window of a concat
+    (`windowed`, see inplace_concat.concat_fed_kernels), whose pixels are not contiguous."""
+    return 0 if name in windowed else epilogue_lanes(unit)
 
 
 def finish_packing(mod):

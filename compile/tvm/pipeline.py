@@ -1,7 +1,8 @@
 """The one pass pipeline from an imported Relax module to scheduled kernels, in its named steps:
 prepare (precision, channels-last layout, fast-math GELU, fusion into TIR kernels) -> conv schedules
 (measured or heuristic register tiles), vector copies for the channel splits and concats and a
-register-tiled classifier head -> MetaSchedule records for the other kernels -> weight packing.
+register-tiled classifier head -> MetaSchedule records for the other kernels -> weight packing -> the
+token mixers' concats written in place.
 
 Tuning extracts its tasks from prepare()'s output and builds apply records to it, so both must run
 exactly these passes, or the structural keys of the database would not match.
@@ -15,6 +16,7 @@ from repnext_core.compile.tvm.concat_schedule import apply_concat_schedules
 from repnext_core.compile.tvm.conv_schedule import ConvTile, is_scheduled
 from repnext_core.compile.tvm.conv_tiles import apply_conv_schedules, finish_packing
 from repnext_core.compile.tvm.fast_math import legalize_map
+from repnext_core.compile.tvm.inplace_concat import write_concats_in_place
 from repnext_core.compile.tvm.layout import to_channels_last_pass
 from repnext_core.compile.tvm.matmul_schedule import apply_matvec_schedules
 from repnext_core.compile.tvm.targets import TargetError, TargetSpec
@@ -99,7 +101,7 @@ def schedule(
         with target.tvm_target(), db, tvm.transform.PassContext(opt_level=3):
             mod = relax.transform.MetaScheduleApplyDatabase(enable_warning=False)(mod)
     counts.tuned_kernels = count_kernels(mod, scheduled_only=True) - own
-    return finish_packing(mod), counts
+    return write_concats_in_place(finish_packing(mod), target.tvm_target()), counts
 
 
 def count_kernels(mod, scheduled_only: bool = False) -> int:
