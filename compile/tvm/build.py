@@ -32,6 +32,7 @@ class BuildReport:
     conv_kernels: int = 0
     measured_tiles: int = 0
     concat_kernels: int = 0
+    concats_in_place: int = 0
     matvec_kernels: int = 0
     precision: str = "fp32"
     db: dict | None = None
@@ -47,6 +48,11 @@ class BuildReport:
             " others tuned"
             + (
                 f", {self.concat_kernels} channel splits/concats as vector copies"
+                + (
+                    f" ({self.concats_in_place} concat calls assembled in place instead)"
+                    if self.concats_in_place
+                    else ""
+                )
                 if self.concat_kernels
                 else ""
             )
@@ -68,6 +74,7 @@ def build_with_report(mod, target: TargetLike, db=None, precision: str = "fp32")
     report.kernels, report.conv_kernels = counts.kernels, counts.conv_kernels
     report.measured_tiles, report.tuned_kernels = counts.measured_tiles, counts.tuned_kernels
     report.concat_kernels, report.matvec_kernels = counts.concat_kernels, counts.matvec_kernels
+    report.concats_in_place = counts.concats_in_place
     report.kernel_macs = kernel_macs(prepared)
     # Object files are linked into someone else's binary, so their kernels must self-register (system lib).
     exe = relax.build(prepared, spec.tvm_target(), system_lib=spec.artifact_kind == OBJECT_FILES)

@@ -15,6 +15,8 @@ from dataclasses import asdict, dataclass, replace
 
 # Loops marked with this annotation become vectorized loops after scheduling (see module docstring).
 VECTORIZE_MARK = "repnext_vectorize"
+# Fewer parallel pixel tiles than this and the tile's channel blocks are shared out too (see schedule_conv).
+PARALLEL_TASKS = 16
 _MARKED_LOOP = re.compile(
     r'T\.serial\(([^,()]+(?:\([^()]*\))?), annotations=\{"' + VECTORIZE_MARK + r'": 1\}\)'
 )
@@ -289,6 +291,21 @@ def schedule_conv(func, tile: ConvTile, weights: str = "keep", epilogue_lanes: i
     x_out, x_in = sch.split(x, [None, tile.tx])
     f_out, f_vecs, f_lanes = sch.split(f, [None, tile.cv, tile.vec])
     outer = [y_out, x_out, f_out] if tile.order == "pf" else [f_out, y_out, x_out]
+    parallel = 2  # the outer loops that make the parallel loop
+    if tile.order == "pf":
+        # A 7x7 stage has 7 rows of pixel tiles: 4 and 3 for 2 threads (M4's stage-4 MLP convs scaled 1.73x).
+        # The channel blocks split in parts make the parallel tasks many enough (M4, 2 threads: 1.010x
+        # paired on Zen 4, 1 thread unchanged; all of them in the parallel loop made 1 thread 3% slower).
+        tiles = int(sch.get(y_out).extent) * int(sch.get(x_out).extent)
+        blocks = channels // (tile.cv * tile.vec)
+        parts = next(
+            d
+            for d in range(1, blocks + 1)
+            if blocks % d == 0 and (tiles * d >= PARALLEL_TASKS or d == blocks)
+        )
+        if parts > 1:
+            f_part, f_out = sch.split(f_out, [parts, None])
+            outer, parallel = [y_out, x_out, f_part, f_out], 3
     if tile.rcv > 1:
         # rc = (rc_out, rc_in): the tile's inputs for rcv channels are loaded as vectors at rc_out, and
         # rc_in indexes their lanes (LLVM emits by-element FMAs from the constant lane extracts).
@@ -334,7 +351,7 @@ def schedule_conv(func, tile: ConvTile, weights: str = "keep", epilogue_lanes: i
         else:
             _, lanes = sch.split(f_epi, [None, tile.vec])
         sch.vectorize(lanes)
-    sch.parallel(sch.fuse(*outer[:2]))
+    sch.parallel(sch.fuse(*outer[:parallel]))
     for loop in (y_in, x_in, f_vecs):
         sch.unroll(loop)
     sch.annotate(f_lanes, VECTORIZE_MARK, 1)

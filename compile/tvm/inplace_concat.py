@@ -124,10 +124,11 @@ def concat_fed_kernels(mod) -> set[str]:
     return fed
 
 
-def write_concats_in_place(mod, target):
+def write_concats_in_place(mod, target) -> tuple[object, int]:
     """`mod` with every channel concat marked by concat_schedule assembled in place where its parts allow
     (each part a split chunk or the only use of a kernel's output), and every kernel that reads a split chunk
-    reading it from the split's input; splits and concats left without uses are removed."""
+    reading it from the split's input; splits and concats left without uses are removed. Returns (module,
+    concat calls assembled in place)."""
     from tvm import relax
 
     mod = relax.transform.CanonicalizeBindings()(mod)  # no aliases: each tensor has one name
@@ -135,12 +136,12 @@ def write_concats_in_place(mod, target):
     rewriter = _Rewriter(mod, target)
     blocks = [rewriter.block(b) for b in main.body.blocks]
     if not rewriter.changed:
-        return mod
+        return mod, 0
     mod = rewriter.builder.get()
     mod["main"] = relax.Function(
         main.params, relax.SeqExpr(blocks, main.body.body), main.ret_ty, main.is_pure, main.attrs
     )
-    return relax.transform.DeadCodeElimination()(mod)
+    return relax.transform.DeadCodeElimination()(mod), rewriter.assembled
 
 
 class _Rewriter:
@@ -149,7 +150,7 @@ class _Rewriter:
     def __init__(self, mod, target):
         from tvm import relax
 
-        self.mod, self.target, self.changed = mod, target, False
+        self.mod, self.target, self.changed, self.assembled = mod, target, False, 0
         self.builder = relax.BlockBuilder(mod)  # gives the variants unique names and typed GlobalVars
         self.variants: dict[tuple, object] = {}
 
@@ -165,6 +166,7 @@ class _Rewriter:
             plan = self._plan(binding, uses)
             if plan is not None:
                 plans[binding.var] = plan
+                self.assembled += 1
                 writers.update({p: (binding.var, k) for k, p in enumerate(plan.producers) if p is not None})
         current = {}  # concat var -> its in-place tensor so far
         bindings = []

@@ -55,6 +55,7 @@ class ScheduleCounts:
     tuned_kernels: int = 0
     concat_kernels: int = 0  # channel splits and concats, scheduled by concat_schedule (always, see there)
     matvec_kernels: int = 0  # the head, scheduled by matmul_schedule (always, see there)
+    concats_in_place: int = 0  # concat calls assembled in place by their producers (inplace_concat)
 
 
 def prepare(mod, target: TargetSpec, precision: str = "fp32"):
@@ -87,8 +88,9 @@ def schedule(
 ) -> tuple[object, ScheduleCounts]:
     """prepare()'d module -> conv kernels hand-scheduled (`tiles`: workload key -> measured tile, the
     heuristic's elsewhere), the channel splits and concats as vector copies, the head as register tiles, the
-    rest with `db`'s MetaSchedule records (an opened tvm Database, or None), and the constant weights packed
-    in the order the conv and head kernels read them."""
+    rest with `db`'s MetaSchedule records (an opened tvm Database, or None), the constant weights packed
+    in the order the conv and head kernels read them, and the concats that can be assembled in place by
+    their producers (their copies then unused and removed)."""
     import tvm
     from tvm import relax
 
@@ -101,7 +103,8 @@ def schedule(
         with target.tvm_target(), db, tvm.transform.PassContext(opt_level=3):
             mod = relax.transform.MetaScheduleApplyDatabase(enable_warning=False)(mod)
     counts.tuned_kernels = count_kernels(mod, scheduled_only=True) - own
-    return write_concats_in_place(finish_packing(mod), target.tvm_target()), counts
+    mod, counts.concats_in_place = write_concats_in_place(finish_packing(mod), target.tvm_target())
+    return mod, counts
 
 
 def count_kernels(mod, scheduled_only: bool = False) -> int:

@@ -115,6 +115,28 @@ def test_the_kernels_feeding_concats_are_the_token_mixers_depthwise_convs(prepar
     assert pointwise and not fed & set(pointwise)
 
 
+def test_kernels_feeding_concats_keep_their_epilogue_in_channel_vectors(prepared):
+    """A tile holding all 4 channels of a chunk over 4 pixels would run its epilogue in 16-lane vectors over
+    contiguous outputs; in a window of the concat those outputs are not contiguous, so it must not."""
+    import re
+
+    from repnext_core.compile.tvm.conv_schedule import ConvTile, schedule_conv
+    from repnext_core.compile.tvm.conv_tiles import workload_key
+
+    funcs = _primfuncs(prepared)
+    name = next(n for n in sorted(concat_fed_kernels(prepared)) if int(funcs[n].params[-1].shape[-1]) == 4)
+    tile = ConvTile(4, 1, 1, 4)
+
+    def widths(func) -> set[int]:
+        return {int(w) for w in re.findall(r"in T\.vectorized\(T\.int64\((\d+)\)", func.script())}
+
+    assert 16 in widths(schedule_conv(funcs[name], tile, epilogue_lanes=16))  # as a kernel on its own
+    scheduled, _, measured = apply_conv_schedules(
+        prepared, HOST.tvm_target(), {workload_key(funcs[name]): tile}
+    )
+    assert measured >= 1 and widths(scheduled[name]) == {4}
+
+
 @pytest.mark.parametrize("target", ["host", "cortex-a76"])
 def test_no_split_or_concat_copy_is_left(toy, target):
     """Every block's split and concat and every downsample's concat are gone: the chunk convs read and write
@@ -123,6 +145,7 @@ def test_no_split_or_concat_copy_is_left(toy, target):
     mod = prepare(import_model(toy, SHAPE), spec)
     scheduled, counts = schedule(mod, spec)
     assert counts.concat_kernels >= 8  # the copies were scheduled before they became dead code
+    assert counts.concats_in_place == 4 + 3  # every block's and every downsample's
     funcs = _primfuncs(scheduled)
     assert not [n for n, f in funcs.items() if f.attrs and (CONCAT_ATTR in f.attrs or SPLIT_ATTR in f.attrs)]
     main = scheduled["main"].script()

@@ -17,6 +17,7 @@ import tvm  # noqa: E402
 from repnext_core.compile.tune.tile_search import search_tiles  # noqa: E402
 from repnext_core.compile.tvm.artifact import VMRunner  # noqa: E402
 from repnext_core.compile.tvm.conv_schedule import (  # noqa: E402
+    PARALLEL_TASKS,
     ConvKernel,
     ConvTile,
     VectorUnit,
@@ -176,6 +177,34 @@ def test_packed_kernel_reads_the_panel_layout():
     np.testing.assert_allclose(outs[1], outs[0], rtol=1e-6, atol=1e-6)
     expected = np.einsum("nhwc,cf->nhwf", x, w[0, 0]) + b.reshape(1, 1, 1, -1)
     np.testing.assert_allclose(outs[0], expected, rtol=1e-5, atol=1e-4)
+
+
+def test_few_pixel_tiles_share_out_their_channel_blocks_to_the_threads():
+    """A 7x7 stage's 7 rows of pixel tiles split 4 + 3 over 2 threads; with the channel blocks in 3 parts the
+    parallel loop has 21 tasks (at least PARALLEL_TASKS), and the conv is the same."""
+    shape = (1, 96, 7, 7)
+    torch.manual_seed(0)
+    block = ConvBlock(96, 384, (1, 1), 1, 1, True, False).eval()
+    prepared = prepare(import_model(block, shape), HOST)
+    ((gv, (kernel, func)),) = conv_kernels(prepared).items()
+
+    def parallel_extents(tile: ConvTile) -> list[int]:
+        text = tvm.IRModule({"main": schedule_conv(func, tile)}).script()
+        return [int(n) for n in re.findall(r"in T\.parallel\(T\.int64\((\d+)\)", text)]
+
+    few = ConvTile(7, 1, 2, 16)  # 7 pixel tiles, 12 channel blocks
+    assert parallel_extents(few) == [21] and 21 >= PARALLEL_TASKS > 7
+    assert parallel_extents(ConvTile(1, 1, 2, 16)) == [49]  # enough pixel tiles: as before
+    assert parallel_extents(ConvTile(7, 1, 2, 16, order="fp")) == [
+        12 * 7
+    ]  # channel blocks by pixel rows: as before
+    scheduled = prepared.clone()
+    scheduled[gv] = schedule_conv(func, few)
+    x = torch.randn(shape, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        ref = block(x).numpy()
+    out = VMRunner(tvm.relax.build(scheduled, HOST.tvm_target()))(x.numpy())
+    np.testing.assert_allclose(out, ref, rtol=1e-5, atol=1e-5 * float(np.abs(ref).max()))
 
 
 def test_a_tile_holding_every_channel_runs_its_epilogue_in_full_vectors():
