@@ -12,6 +12,7 @@ channel window of the split's input. The identity chunk is one strided copy into
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass
 
@@ -50,7 +51,7 @@ def window_view(func, param: int, window: Window):
     )
     full = [*shape[:-1], window.channels]
     text, found = declared.subn(f'{name}_whole: T.Buffer({_shape(full, index)}, "{dtype}")', text, count=1)
-    strides = [int(_product(full[k + 1 :])) for k in range(len(full))]
+    strides = [math.prod(full[k + 1 :]) for k in range(len(full))]
     view = (
         f'{name} = T.decl_buffer({_shape(shape, index)}, "{dtype}", data={name}_whole.data, '
         f"strides=({', '.join(map(str, strides))}), elem_offset={window.offset})"
@@ -67,13 +68,6 @@ def window_view(func, param: int, window: Window):
 
 def _shape(dims: list[int], index: str) -> str:
     return "(" + ", ".join(f"T.{index}({d})" for d in dims) + ")"
-
-
-def _product(dims: list[int]) -> int:
-    total = 1
-    for d in dims:
-        total *= d
-    return total
 
 
 def window_copy(shape: tuple[int, ...], dtype: str, source: Window, dest: Window, lanes: int):
@@ -298,7 +292,7 @@ class _Rewriter:
 
 @dataclass
 class _Plan:
-    info: object  # the concat's struct info
+    info: object  # the concat's tensor type
     channels: int
     width: int  # channels per part
     producers: list  # per part: the var of the kernel call writing it in place, or None
@@ -306,9 +300,15 @@ class _Plan:
 
 
 def _is_call_tir(value) -> bool:
+    """A plain call_tir: its arguments one tuple, no symbolic shape arguments."""
     from tvm import relax
 
-    return isinstance(value, relax.Call) and getattr(value.op, "name", "") == "relax.call_tir"
+    return (
+        isinstance(value, relax.Call)
+        and getattr(value.op, "name", "") == "relax.call_tir"
+        and len(value.args) == 2
+        and isinstance(value.args[1], relax.Tuple)
+    )
 
 
 def _attr(func, name: str) -> int:
