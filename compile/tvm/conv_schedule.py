@@ -346,8 +346,10 @@ def schedule_conv(func, tile: ConvTile, weights: str = "keep", epilogue_lanes: i
         width = flat_epilogue_width(tile, channels, epilogue_lanes)
         if width:
             # The tile holds every channel, so its pixels' outputs are one contiguous run: the epilogue
-            # (GELU) runs over it in full vectors instead of the tile's narrow channel vectors.
-            _, lanes = sch.split(sch.fuse(x_epi, f_epi), [None, width])
+            # (GELU) runs over it in full vectors instead of the tile's narrow channel vectors. A tile one
+            # pixel wide has no pixel loop in its epilogue (x_epi is an outer loop then): its run is f_epi.
+            run = sch.fuse(x_epi, f_epi) if tile.tx > 1 else f_epi
+            _, lanes = sch.split(run, [None, width])
         else:
             _, lanes = sch.split(f_epi, [None, tile.vec])
         sch.vectorize(lanes)

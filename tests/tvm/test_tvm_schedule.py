@@ -179,6 +179,25 @@ def test_packed_kernel_reads_the_panel_layout():
     np.testing.assert_allclose(outs[0], expected, rtol=1e-5, atol=1e-4)
 
 
+def test_a_one_pixel_wide_tile_runs_its_flat_epilogue_over_its_channels():
+    """A 1x1 output (a small input's last stage) in half vectors: the tile holds all 32 channels of one pixel,
+    whose epilogue has no pixel loop to fuse (the tile search of a 32x32 toy model failed there)."""
+    shape = (1, 32, 1, 1)
+    torch.manual_seed(0)
+    block = ConvBlock(32, 32, (3, 3), 1, 32, True, False).eval()
+    prepared = prepare(import_model(block, shape), HOST)
+    ((gv, (kernel, func)),) = conv_kernels(prepared).items()
+    tile = ConvTile(1, 1, 4, 8)
+    assert flat_epilogue_width(tile, 32, 16) == 16
+    scheduled = prepared.clone()
+    scheduled[gv] = schedule_conv(func, tile, epilogue_lanes=16)
+    x = torch.randn(shape, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        ref = block(x).numpy()
+    out = VMRunner(tvm.relax.build(scheduled, HOST.tvm_target()))(x.numpy())
+    np.testing.assert_allclose(out, ref, rtol=1e-5, atol=1e-5 * float(np.abs(ref).max()))
+
+
 def test_few_pixel_tiles_share_out_their_channel_blocks_to_the_threads():
     """A 7x7 stage's 7 rows of pixel tiles split 4 + 3 over 2 threads; with the channel blocks in 3 parts the
     parallel loop has 21 tasks (at least PARALLEL_TASKS), and the conv is the same."""
