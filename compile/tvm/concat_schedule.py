@@ -76,7 +76,7 @@ def schedule_concat(func, inputs: int, lanes: int):
     if len(pixels) >= 2:
         sch.parallel(sch.fuse(*pixels[:2]))
     part, within = sch.split(channels, [inputs, None])
-    lanes = _copy_lanes(int(sch.get(within).extent), lanes)
+    lanes = copy_lanes(int(sch.get(within).extent), lanes)
     if lanes > 1:
         _, vector = sch.split(within, [None, lanes])
         sch.vectorize(vector)
@@ -133,7 +133,7 @@ def schedule_split(func, lanes: int):
     blocks = sch.get_child_blocks(sch.get_sblock("root"))
     nests = [sch.get_loops(b) for b in blocks]
     depth = len(nests[0]) - 1  # the pixel loops; the last one is the channels
-    lanes = _copy_lanes(int(sch.get(nests[0][-1]).extent), lanes)
+    lanes = copy_lanes(int(sch.get(nests[0][-1]).extent), lanes)
     for loops in nests:
         if lanes > 1:
             vectors, vector = sch.split(loops[-1], [None, lanes])
@@ -145,7 +145,7 @@ def schedule_split(func, lanes: int):
     return sch.mod["main"].with_attrs({"tirx.is_scheduled": True, SPLIT_ATTR: len(blocks)})
 
 
-def _copy_lanes(width: int, lanes: int) -> int:
+def copy_lanes(width: int, lanes: int) -> int:
     """The widest vector of at most `lanes` (halving) that divides a copy of `width` channels; 1: scalars."""
     while lanes > 1 and width % lanes:
         lanes //= 2

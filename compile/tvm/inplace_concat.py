@@ -16,7 +16,7 @@ import math
 import re
 from dataclasses import dataclass
 
-from repnext_core.compile.tvm.concat_schedule import CONCAT_ATTR, SPLIT_ATTR, match_concat
+from repnext_core.compile.tvm.concat_schedule import CONCAT_ATTR, SPLIT_ATTR, copy_lanes, match_concat
 from repnext_core.compile.tvm.conv_schedule import vector_unit
 
 
@@ -82,8 +82,7 @@ def window_copy(shape: tuple[int, ...], dtype: str, source: Window, dest: Window
     block = sch.get_sblock("chunk_copy")
     *pixels, channels = sch.get_loops(block)
     sch.parallel(sch.fuse(*pixels[:2]))
-    while lanes > 1 and source.width % lanes:
-        lanes //= 2
+    lanes = copy_lanes(source.width, lanes)
     if lanes > 1:
         sch.vectorize(sch.split(channels, [None, lanes])[1])
     func = sch.mod["main"].with_attr("tirx.is_scheduled", True)
