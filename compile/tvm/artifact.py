@@ -130,10 +130,22 @@ class VMRunner:
 
         self._tensor = tvm.runtime.tensor
         self.vm = relax.VirtualMachine(exe_or_lib, tvm.cpu())
+        self._main = self.vm["main"]
+        self._input = None
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
-        """One inference of `main`; the output comes back as a numpy array."""
-        return self.vm["main"](self._tensor(np.ascontiguousarray(x))).numpy()
+        """One inference of `main`; the output comes back as a numpy array.
+
+        The input is copied into a tensor kept from the last call of the same shape and dtype: a fresh one
+        each call is a new mapping of fresh pages (a 224x224 image is 600 KB), whose page faults and cache
+        misses cost M1 1.2% of its time at 1 thread."""
+        x = np.ascontiguousarray(x)
+        held = self._input
+        if held is None or tuple(held.shape) != x.shape or held.dtype != str(x.dtype):
+            self._input = self._tensor(x)
+        else:
+            held.copyfrom(x)
+        return self._main(self._input).numpy()
 
 
 @dataclass

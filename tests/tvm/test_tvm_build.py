@@ -67,6 +67,17 @@ def test_host_build_matches_torch(toy, host_build, x):
     assert_matches_torch(VMRunner(exe)(x), toy, x)
 
 
+def test_the_runner_copies_each_input_into_the_tensor_it_keeps(toy, host_build, x):
+    """One input tensor is kept across calls (no fresh pages each call), yet every call sees its own input."""
+    runner = VMRunner(host_build[0])
+    assert_matches_torch(runner(x), toy, x)
+    held = runner._input
+    other = 0.5 - 2 * x
+    assert_matches_torch(runner(other), toy, other)
+    assert runner._input is held
+    assert_matches_torch(runner(x), toy, x)
+
+
 def test_profile_times_each_kernel_of_the_module(toy, mod, host_build, x):
     from tvm import tirx
 
