@@ -142,26 +142,40 @@ def _window_tiles(kernel: ConvKernel, unit: VectorUnit, limit: int) -> list[Conv
     vecs = [v for v in vecs if kernel.channels % v == 0][:1]
     if not vecs:
         return []
-    vec, kw = vecs[0], kernel.taps[1]
+    tiles = _ranked_window_tiles(kernel, unit, vecs[0])
+    ranked = tiles[: max(1, limit // 2)]
+    tiles = ranked + [replace(t, order="fp") for t in ranked][: limit - len(ranked)]
+    if not unit.by_element and vecs[0] < kernel.channels < unit.lanes:
+        # A chunk narrower than a vector whose width is not a power of two (M1's 12-channel stage-1 chunks)
+        # also as one odd vector, which LLVM splits into 8 + 4 lanes: two FMAs a tap instead of three quarter
+        # vectors (M1's 56x56 7x7 chunk conv on Zen 4: 79 -> 61 us; its 1x11 and 11x1 twins are faster in
+        # quarter vectors, so both are measured).
+        odd = _ranked_window_tiles(kernel, unit, kernel.channels)[:1]
+        tiles += odd + [replace(t, order="fp") for t in odd]
+    return tiles
+
+
+def _ranked_window_tiles(kernel: ConvKernel, unit: VectorUnit, vec: int) -> list[ConvTile]:
+    """_window_tiles' tiles of `vec`-lane channel vectors, by vector loads per FMA, then the larger tile."""
+    kw = kernel.taps[1]
     # With kernel rows, a per-row copy of the padded input would copy each input row once per kernel row of
     # every tile that reads it (7x for 7x7): writing the padded input once is cheaper (M1 cortex-a76: 0.7M
     # fewer modeled cycles). A single kernel row (1 x k) keeps the per-tile copy: it is already one copy.
     padded = kernel.taps[0] > 1
+    parts = bin(vec).count("1")  # registers a vector takes: an odd one is split into power-of-two pieces
     tiles = []
     for cv in _divisors(kernel.channels // vec, 4):
         for tx in _divisors(kernel.width, 16):
             for ty in _divisors(kernel.height, 4):
                 tile = ConvTile(tx, ty, cv, vec, window=True, padded=padded)
                 inputs = _window_row(tile, kernel) if unit.by_element else 1
-                if tile.accumulators + inputs + cv <= unit.registers:
+                if (tile.accumulators + cv) * parts + inputs <= unit.registers:
                     tiles.append(tile)
 
     def loads_per_fma(t: ConvTile) -> float:
         return (_window_row(t, kernel) + kw * t.cv) / (t.accumulators * kw)
 
-    tiles.sort(key=lambda t: (loads_per_fma(t), -t.accumulators, -t.tx))
-    ranked = tiles[: max(1, limit // 2)]
-    return ranked + [replace(t, order="fp") for t in ranked][: limit - len(ranked)]
+    return sorted(tiles, key=lambda t: (loads_per_fma(t), -t.accumulators, -t.tx))
 
 
 def _vector_widths(kernel: ConvKernel, unit: VectorUnit) -> list[int]:

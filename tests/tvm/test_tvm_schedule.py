@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import re
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -223,6 +224,26 @@ def test_few_pixel_tiles_share_out_their_channel_blocks_to_the_threads():
     # channel blocks by pixel rows: as before
     assert parallel_extents(ConvTile(7, 1, 2, 16, order="fp")) == [12 * 7]
     assert_scheduled_matches_torch(block, shape, prepared, schedule_conv(func, few))
+
+
+def test_a_chunk_narrower_than_a_vector_is_also_measured_as_one_odd_vector():
+    """M1's 12-channel stage-1 chunks: besides quarter-vector window tiles, one 12-lane window tile (pf and
+    fp) is a candidate on AVX-512, and it computes the same conv; widths that are vectors already, and
+    narrower units, get none."""
+    shape = (1, 12, 14, 14)
+    torch.manual_seed(0)
+    block = ConvBlock(12, 12, (7, 7), 1, 12, False, False).eval()
+    prepared = prepare(import_model(block, shape), HOST)
+    ((kernel, func),) = conv_kernels(prepared).values()
+    avx512, avx2 = VectorUnit(16, 32), VectorUnit(8, 16)
+    tiles = candidate_tiles(kernel, avx512, limit=12)
+    odd = [t for t in tiles if t.vec == 12]
+    assert len(tiles) == 12 and [t.order for t in odd] == ["pf", "fp"]
+    assert all(t.window and t.cv == 1 for t in odd) and {t.vec for t in tiles} == {4, 12}
+    assert all((t.accumulators + 1) * 2 + 1 <= 32 for t in odd)  # 8 + 4 lanes: two registers a vector
+    assert not [t for t in candidate_tiles(kernel, avx2, limit=12) if t.vec == 12]
+    assert {t.vec for t in candidate_tiles(replace(kernel, channels=16), avx512, limit=12)} <= {16, 8, 4}
+    assert_scheduled_matches_torch(block, shape, prepared, schedule_conv(func, odd[0]))
 
 
 def test_a_tile_holding_every_channel_runs_its_epilogue_in_full_vectors():
