@@ -144,14 +144,14 @@ def _window_tiles(kernel: ConvKernel, unit: VectorUnit, limit: int) -> list[Conv
         return []
     tiles = _ranked_window_tiles(kernel, unit, vecs[0])
     ranked = tiles[: max(1, limit // 2)]
-    tiles = ranked + [replace(t, order="fp") for t in ranked][: limit - len(ranked)]
+    tiles = _in_both_orders(ranked, limit)
     if not unit.by_element and vecs[0] < kernel.channels < unit.lanes:
         # A chunk narrower than a vector whose width is not a power of two (M1's 12-channel stage-1 chunks)
         # also as one odd vector, which LLVM splits into 8 + 4 lanes: two FMAs a tap instead of three quarter
         # vectors (M1's 56x56 7x7 chunk conv on Zen 4: 79 -> 61 us; its 1x11 and 11x1 twins are faster in
         # quarter vectors, so both are measured).
         odd = _ranked_window_tiles(kernel, unit, kernel.channels)[:1]
-        tiles += odd + [replace(t, order="fp") for t in odd]
+        tiles += _in_both_orders(odd, 2 * len(odd))
     return tiles
 
 
@@ -176,6 +176,12 @@ def _ranked_window_tiles(kernel: ConvKernel, unit: VectorUnit, vec: int) -> list
         return (_window_row(t, kernel) + kw * t.cv) / (t.accumulators * kw)
 
     return sorted(tiles, key=lambda t: (loads_per_fma(t), -t.accumulators, -t.tx))
+
+
+def _in_both_orders(ranked: list[ConvTile], limit: int) -> list[ConvTile]:
+    """`ranked` (their own order, pixel tiles outermost) then as many of them channel blocks outermost ("fp")
+    as `limit` leaves room for."""
+    return ranked + [replace(t, order="fp") for t in ranked][: limit - len(ranked)]
 
 
 def _vector_widths(kernel: ConvKernel, unit: VectorUnit) -> list[int]:
@@ -211,7 +217,7 @@ def _broadcast_tiles(kernel: ConvKernel, unit: VectorUnit, limit: int) -> list[C
     if limit >= 4 and not unit.by_element:
         spanning = [t for t in _spanning_tiles(kernel, unit, vecs[0], budget) if t not in ranked]
         ranked = ranked[: max(1, limit // 2 - len(spanning))] + spanning
-    return ranked + [replace(t, order="fp") for t in ranked][: limit - len(ranked)]
+    return _in_both_orders(ranked, limit)
 
 
 def _spanning_tiles(kernel: ConvKernel, unit: VectorUnit, vec: int, budget: int) -> list[ConvTile]:
@@ -252,7 +258,7 @@ def _by_element_tiles(kernel: ConvKernel, unit: VectorUnit, limit: int) -> list[
 
     tiles.sort(key=lambda t: (loads_per_fma(t), -t.accumulators, -t.tx))
     ranked = tiles[: max(1, limit // 2)]
-    return ranked + [replace(t, order="fp") for t in ranked][: limit - len(ranked)]
+    return _in_both_orders(ranked, limit)
 
 
 def default_tile(kernel: ConvKernel, unit: VectorUnit) -> ConvTile:
