@@ -89,7 +89,10 @@ def openvino_model(path: str, precision: str = "f32", threads: int = 1):
     config = {"INFERENCE_PRECISION_HINT": precision, "INFERENCE_NUM_THREADS": threads, "NUM_STREAMS": 1}
     compiled = core.compile_model(core.read_model(path), "CPU", config)
     request = compiled.create_infer_request()
-    return lambda x: request.infer({0: x})[compiled.output(0)].copy()
+    output = compiled.output(0)
+    # OpenVINO's fast path (as ours reads an aligned input in place): no copy of the input in, none of the
+    # output out but the caller's own; the default copies cost it ~0.3 ms of M1's 18.5 at 1 thread.
+    return lambda x: request.infer({0: x}, share_inputs=True, share_outputs=True)[output].copy()
 
 
 def main(argv: list[str]) -> None:

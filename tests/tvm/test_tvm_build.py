@@ -67,15 +67,40 @@ def test_host_build_matches_torch(toy, host_build, x):
     assert_matches_torch(VMRunner(exe)(x), toy, x)
 
 
-def test_the_runner_copies_each_input_into_the_tensor_it_keeps(toy, host_build, x):
-    """One input tensor is kept across calls (no fresh pages each call), yet every call sees its own input."""
+def _misaligned_copy(x: np.ndarray, alignment: int) -> np.ndarray:
+    """`x` copied to an address 4 bytes past a multiple of `alignment`."""
+    buf = np.empty(x.size + alignment, x.dtype)
+    start = (-buf.ctypes.data // x.itemsize + 1) % (alignment // x.itemsize)
+    out = buf[start : start + x.size].reshape(x.shape)
+    out[...] = x
+    assert out.ctypes.data % alignment == x.itemsize
+    return out
+
+
+def test_the_runner_reads_aligned_inputs_in_place_and_copies_the_rest(toy, host_build, x):
+    """An aligned writable input is read in place (left as it was); a misaligned or read-only one is copied
+    into the one tensor the runner keeps (no fresh pages each call), yet every call sees its own input."""
     runner = VMRunner(host_build[0])
-    assert_matches_torch(runner(x), toy, x)
+    aligned = torch.from_numpy(x).clone().numpy()  # torch aligns to 64 bytes
+    assert aligned.ctypes.data % VMRunner.ALIGNMENT == 0
+    before = aligned.copy()
+    out = runner(aligned)
+    assert_matches_torch(out, toy, x)
+    assert runner._input is None and np.array_equal(aligned, before)
+    assert out.flags.owndata and out.flags.writeable
+
+    misaligned = _misaligned_copy(x, VMRunner.ALIGNMENT)
+    assert_matches_torch(runner(misaligned), toy, x)
     held = runner._input
-    other = 0.5 - 2 * x
+    assert held is not None
+    other = _misaligned_copy(0.5 - 2 * x, VMRunner.ALIGNMENT)
     assert_matches_torch(runner(other), toy, other)
     assert runner._input is held
-    assert_matches_torch(runner(x), toy, x)
+    readonly = aligned.copy()
+    readonly.flags.writeable = False
+    assert_matches_torch(runner(readonly), toy, x)
+    assert runner._input is held
+    assert_matches_torch(runner(aligned), toy, x)
 
 
 def test_profile_times_each_kernel_of_the_module(toy, mod, host_build, x):
