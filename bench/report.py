@@ -83,7 +83,7 @@ def markdown(results: dict) -> str:
         "bench/results-T.json` for T = 1 and 2 (one process each) and `python bench/report.py bench/results-*.json`. Every engine's output was checked against eager fused "
         "PyTorch before timing. `tvm-tuned` appears only where a host tuning database is committed "
         "(compile/tune/databases/); `vs best peer` is the fastest fp32 runtime a user would pick instead (ort, "
-        "openvino, ncnn, mnn) over the engine; `of peak` is GFLOP/s (2 x MACs / latency) over a 1024^3 sgemm in the same run; `max abs diff` is the "
+        "openvino, ncnn, mnn, litert) over the engine; `of peak` is GFLOP/s (2 x MACs / latency) over a 1024^3 sgemm in the same run; `max abs diff` is the "
         "output's largest difference from eager fused PyTorch (reduced-precision variants such as openvino-bf16 are "
         "shown with it, not raced).",
         "",

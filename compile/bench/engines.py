@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 # The runtimes a user would pick instead (the `peers` extra): fp32 unless the name says otherwise.
-PEERS = ("openvino", "openvino-bf16", "ncnn", "mnn")
+PEERS = ("openvino", "openvino-bf16", "ncnn", "mnn", "litert")
 ENGINES = ("torch-train", "torch-fused", "torch-fused-cl", "torch-compile", "ort", *PEERS, "tvm", "tvm-tuned")
 DEFAULT_ENGINES = ("torch-train", "torch-fused", "torch-fused-cl", "ort", "tvm", "tvm-tuned")
 # Output bound of engines that compute in reduced precision by design (checked, and reported with the error).
@@ -66,11 +66,21 @@ def _tvm_engine(name: str, fused: nn.Module, x: torch.Tensor, db: Path | None) -
 
 
 def _peer_engine(name: str, fused: nn.Module, x: torch.Tensor, threads: int, work: Path) -> Engine:
-    """A peer runtime on the fused model, converted into `work` (ONNX for OpenVINO and MNN, pnnx for ncnn)."""
+    """A peer runtime on the fused model, converted into `work` (ONNX for OpenVINO and MNN, pnnx for ncnn, our
+    own TFLite writer for LiteRT)."""
     from repnext_core.compile.bench import conversions, peer_runtimes
     from repnext_core.compile.export.onnx_export import export_onnx
 
     data = x.numpy()
+    if name == "litert":
+        import ai_edge_litert
+
+        from repnext_core.compile.bench.tflite_writer import to_tflite
+
+        run = peer_runtimes.litert_interpreter(
+            str(to_tflite(fused, work / "model.tflite", tuple(x.shape))), threads
+        )
+        return Engine(name, lambda: run(data), f"LiteRT {ai_edge_litert.__version__}, fp32 (XNNPACK)")
     onnx_path = work / "model.onnx"
     if name != "ncnn":
         export_onnx(fused, onnx_path, input_shape=tuple(x.shape), verify=False)

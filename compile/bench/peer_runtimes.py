@@ -80,6 +80,23 @@ def mnn_session(path: str, fp16: bool, threads: int = 1):
     return run
 
 
+def litert_interpreter(path: str, threads: int = 1):
+    """A LiteRT interpreter on a float32 .tflite model, XNNPACK (its default CPU delegate) doing the work."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    interp = Interpreter(model_path=path, num_threads=threads)
+    interp.allocate_tensors()
+    inp = interp.get_input_details()[0]["index"]
+    out = interp.get_output_details()[0]["index"]
+
+    def run(x: np.ndarray) -> np.ndarray:
+        interp.set_tensor(inp, x)
+        interp.invoke()
+        return interp.get_tensor(out)
+
+    return run
+
+
 def openvino_model(path: str, precision: str = "f32", threads: int = 1):
     """An OpenVINO CPU model read from ONNX (read_model, no conversion tool), with its inference precision
     pinned: f32, or bf16 (its default on AVX512-BF16 / AMX CPUs)."""

@@ -25,12 +25,13 @@ def test_compare_engines_on_the_toy():
 
 
 def test_peer_runtimes_run_the_same_model_checked():
-    """OpenVINO (f32 and its bf16 default), ncnn (fp32 via pnnx) and MNN, each checked before timing."""
-    engines = ("torch-fused", "openvino", "openvino-bf16", "ncnn", "mnn")
+    """OpenVINO (f32 and its bf16 default), ncnn (fp32 via pnnx), MNN and LiteRT (XNNPACK, our TFLite
+    writer), each checked before timing."""
+    engines = ("torch-fused", "openvino", "openvino-bf16", "ncnn", "mnn", "litert")
     result = compare_engines("toy", engines, threads=1, input_size=32, repeat=2, model=toy_model())
     assert set(result["engines"]) == set(engines), result["skipped"]
     rows = result["engines"]
-    for name in ("openvino", "ncnn", "mnn"):
+    for name in ("openvino", "ncnn", "mnn", "litert"):
         assert rows[name]["max_abs_diff"] < 1e-4, name  # fp32 parity
         assert any(ch.isdigit() for ch in rows[name]["note"]), "the runtime's version is in the table"
     assert (
