@@ -44,7 +44,7 @@ class _Writer:
         t.buffer = 0
         if data is not None:
             buf = tfl.BufferT()
-            buf.data = np.frombuffer(np.ascontiguousarray(data, dtype=dtype).tobytes(), np.uint8)
+            buf.data = np.ascontiguousarray(data, dtype=dtype).reshape(-1).view(np.uint8)
             self.buffers.append(buf)
             t.buffer = len(self.buffers) - 1
         self.tensors.append(t)

@@ -99,7 +99,7 @@ def test_the_runner_reads_aligned_inputs_in_place_and_copies_the_rest(toy, host_
     readonly = aligned.copy()
     readonly.flags.writeable = False
     assert_matches_torch(runner(readonly), toy, x)
-    assert runner._input is held
+    assert runner._input is held and np.array_equal(held.numpy(), readonly)  # copied in, not read in place
     assert_matches_torch(runner(aligned), toy, x)
 
 
