@@ -40,8 +40,16 @@ test: lint
 test-slow: lint
 	$(BIN)/python -m pytest -m "slow or not slow"
 
+# Host bench: the kernel comparisons, then the whole models at 1 and 2 threads, one process per thread count
+# (TVM sizes its thread pool once per process), and their report; bench/RESULTS-*.md are such reports.
+BENCH_OUT ?= .benchmarks/host
 bench: setup
-	$(BIN)/python -m pytest bench/ --benchmark-only
+	mkdir -p $(BENCH_OUT)
+	$(BIN)/python -m pytest bench/test_kernels.py --benchmark-only
+	for t in 1 2; do REPNEXT_BENCH_THREADS=$$t $(BIN)/python -m pytest bench/test_models.py --benchmark-only \
+		--benchmark-json $(BENCH_OUT)/results-$$t.json || exit 1; done
+	$(BIN)/python bench/report.py $(BENCH_OUT)/results-1.json $(BENCH_OUT)/results-2.json \
+		--out $(BENCH_OUT)/RESULTS.md --plot $(BENCH_OUT)/latency.png
 
 # Counted ARM bench: the first run fetches and builds everything (qemu plugin header, arm64 userland, peer
 # wheels, conversions) under the cache root; later runs are offline.
