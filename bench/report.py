@@ -95,10 +95,11 @@ def markdown(results: dict) -> str:
         "measured in the same run). iPhone latencies in this project are the paper's published figures, "
         "never measured here.",
         "",
-        "Made by `make bench`: `REPNEXT_BENCH_THREADS=T pytest bench/test_models.py --benchmark-only "
-        "--benchmark-json bench/results-T.json` for T = 1 and 2 (one process each) and `python bench/report.py "
-        "bench/results-*.json`. Every engine's output was checked against eager fused "
-        f"PyTorch before timing. {_passes_text(results.get('passes', 1))}`tvm-tuned` appears only where a host tuning database is committed "
+        "Made by `make bench`, which runs `REPNEXT_BENCH_THREADS=T pytest bench/test_models.py --benchmark-only "
+        "--benchmark-json results-T.json` for T = 1 and 2 (one process each), then `python bench/report.py "
+        "results-*.json`. Every engine's output was checked against eager fused PyTorch before timing. "
+        + _passes_text(results.get("passes", 1))
+        + "`tvm-tuned` appears only where a host tuning database is committed "
         "(compile/tune/databases/); `vs best peer` is the fastest fp32 runtime a user would pick instead (ort, "
         "openvino, ncnn, mnn, litert) over the engine; `of peak` is GFLOP/s (2 x MACs / latency) over a 1024^3 sgemm in the same run; `max abs diff` is the "
         "output's largest difference from eager fused PyTorch (reduced-precision variants such as openvino-bf16 are "
